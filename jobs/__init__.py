@@ -1,0 +1,1 @@
+"""Entry points: the img2txt CLI, the training job, scheduling and deployment."""

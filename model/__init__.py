@@ -1,0 +1,1 @@
+"""Encoders, the Show-and-Tell model, beam search, export and evaluation."""

@@ -1,0 +1,1 @@
+"""Every on-disk format: TFRecord feature spec, Parquet schemas, manifest fields."""
