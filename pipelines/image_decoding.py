@@ -1,0 +1,232 @@
+"""Image bytes → the encoder's input pixels. The one decoder every pipeline uses.
+
+``decode`` turns the bytes of a JPEG, PNG, GIF, WebP, BMP or TIFF file (the
+format is sniffed from the bytes, never from the file name) into a
+``uint8 [size, size, 3]`` RGB array cropped as the encoder's ``InputSpec``
+asks: short side resized to ``spec.resize``, centre crop ``spec.size``.
+Pixel scaling is the encoder model's first layer, not the decoder's job.
+
+What it normalises, so that a photo collection's oddities do not reach the
+model: EXIF orientation is applied; greyscale, palette, CMYK and 16-bit images
+become 8-bit RGB; transparency is composited on white (transparent logos and
+cut-outs are drawn on white far more often than on black); an animated image
+gives its first frame.
+
+Speed: photo collections are mostly multi-megapixel JPEGs, so JPEGs are first
+scaled down in the DCT domain (Pillow's draft mode, 1/2 to 1/8) to the
+smallest size that still covers ``spec.resize``; a 12-megapixel photo then
+decodes about 10× faster than a full decode, and the resize that follows only
+ever reads the crop window.
+
+Failure: every bad input raises a subclass of ``ImageDecodeError`` with a
+one-line reason; decompression bombs are refused from the header, before any
+pixel is allocated. ``DecodeImages`` wraps this for Beam, turning failures into
+error records instead of failed bundles.
+"""
+import io
+import warnings
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from img2txt.model.input_spec import InputSpec
+from img2txt.schemas import errors
+
+# Formats Pillow identifies that we accept. MPO is the multi-picture JPEG many
+# phone cameras write; its first picture is an ordinary JPEG.
+SUPPORTED_FORMATS = frozenset({'JPEG', 'MPO', 'PNG', 'GIF', 'WEBP', 'BMP', 'TIFF'})
+
+# Refuse images declaring more pixels than this (width × height from the header).
+# 100 megapixels is well above any camera photo and bounds a decode's memory at
+# a few hundred MB. It cannot exceed twice Pillow's ``Image.MAX_IMAGE_PIXELS``
+# (about 179 megapixels by default): raise that too if you need more.
+DEFAULT_MAX_PIXELS = 100_000_000
+
+_RESAMPLE = {'bicubic': Image.Resampling.BICUBIC, 'bilinear': Image.Resampling.BILINEAR}
+
+
+class ImageDecodeError(ValueError):
+    """An input that is not a usable image; the message says why in one line."""
+
+
+class EmptyImageError(ImageDecodeError):
+    """The input has no bytes."""
+
+
+class NotAnImageError(ImageDecodeError):
+    """The bytes are not in any image format Pillow recognises."""
+
+
+class UnsupportedFormatError(ImageDecodeError):
+    """A recognised image format that img2txt does not accept."""
+
+
+class CorruptImageError(ImageDecodeError):
+    """The header parsed but the pixel data is truncated or corrupt."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """The header declares more pixels than the configured limit (a decompression bomb)."""
+
+
+def decode(data, spec, max_pixels=DEFAULT_MAX_PIXELS):
+    """Decodes image bytes into the encoder's input crop.
+
+    Args:
+      data: the file's bytes.
+      spec: the encoder's ``InputSpec``.
+      max_pixels: refuse images whose header declares more pixels than this.
+
+    Returns:
+      A C-contiguous ``np.uint8`` array of shape ``[spec.size, spec.size, 3]``.
+
+    Raises:
+      ImageDecodeError: a subclass naming why the bytes are not a usable image.
+    """
+    if not data:
+        raise EmptyImageError('empty file (0 bytes)')
+    image = _open(data, max_pixels)
+    try:
+        _draft(image, spec)
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        image = _to_rgb(image)
+    except ImageDecodeError:
+        raise
+    except MemoryError as e:
+        raise ImageTooLargeError(f'out of memory decoding a {image.width}x{image.height} image') from e
+    except Exception as e:  # Pillow and its codecs raise many unrelated types for bad data.
+        raise CorruptImageError(f'corrupt or truncated {image.format} data: {e}') from e
+    return _resize_and_crop(image, spec)
+
+
+def _open(data, max_pixels):
+    """Parses the header only: format, size and mode, no pixel data."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own limit; ours is the one that decides.
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f'decompression bomb refused: {e}') from e
+    except UnidentifiedImageError as e:
+        raise NotAnImageError(f'not an image: no known image format matches the first bytes {data[:8]!r}') from e
+    except Exception as e:
+        raise CorruptImageError(f'unreadable image header: {type(e).__name__}: {e}') from e
+    if image.format not in SUPPORTED_FORMATS:
+        raise UnsupportedFormatError(
+            f'unsupported image format {image.format}; supported: {", ".join(sorted(SUPPORTED_FORMATS))}')
+    pixels = image.width * image.height
+    if pixels > max_pixels:
+        raise ImageTooLargeError(
+            f'{image.width}x{image.height} = {pixels} pixels exceeds the limit of {max_pixels} '
+            '(possible decompression bomb)')
+    if pixels == 0:
+        raise CorruptImageError(f'{image.format} header declares an empty {image.width}x{image.height} image')
+    return image
+
+
+def _draft(image, spec):
+    """Asks the JPEG decoder to scale down in the DCT domain, keeping the short side ≥ spec.resize."""
+    if image.format not in ('JPEG', 'MPO'):
+        return
+    scale = spec.resize / min(image.size)
+    if scale >= 1:
+        return
+    wanted = (-(-image.width * spec.resize // min(image.size)), -(-image.height * spec.resize // min(image.size)))
+    image.draft(image.mode, wanted)
+
+
+def _to_rgb(image):
+    """Any Pillow mode → 8-bit RGB, compositing transparency on white."""
+    if image.mode in ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I'):
+        # 16-bit greyscale: Pillow's own conversion clips at 255 instead of scaling.
+        wide = np.asarray(image, dtype=np.uint32)
+        image = Image.fromarray((wide >> 8).clip(0, 255).astype(np.uint8), 'L')
+    elif image.mode == 'F':
+        image = Image.fromarray(np.asarray(image).clip(0, 255).astype(np.uint8), 'L')
+    if image.mode == 'P':
+        image = image.convert('RGBA' if 'transparency' in image.info else 'RGB')
+    if image.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La'):
+        rgba = image.convert('RGBA')
+        background = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert('RGB')
+    return image if image.mode == 'RGB' else image.convert('RGB')
+
+
+def _resize_and_crop(image, spec):
+    """Short side → spec.resize, centre crop spec.size, in one resample over the crop window only.
+
+    Resampling just the window (``box``) gives the same pixels as resizing the
+    whole image and cropping, but costs no more for a panorama than for a square.
+    """
+    width, height = image.size
+    factor = spec.resize / min(width, height)
+    window = spec.size / factor
+    left = (width - window) / 2
+    top = (height - window) / 2
+    cropped = image.resize((spec.size, spec.size), _RESAMPLE[spec.resample],
+                           box=(left, top, left + window, top + window))
+    return np.ascontiguousarray(np.asarray(cropped, dtype=np.uint8))
+
+
+def read_bytes(path):
+    """Returns the bytes of ``path`` (local or any Beam filesystem, e.g. gs://).
+
+    Never decompresses by file extension: an image called ``x.gz`` is read as is.
+    """
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return f.read()
+
+
+class DecodeImages(beam.PTransform):
+    """(key, path) → (key, pixels), with failures as error records on the ``errors`` output.
+
+    The main output carries ``uint8 [size, size, 3]`` arrays; read failures (a
+    missing or unreadable file) are stage ``read`` and bad images stage
+    ``decode``, each naming the path. Counters ``images/decoded``,
+    ``images/read_failed`` and ``images/decode_failed`` add up to the input count.
+    """
+
+    ERRORS = 'errors'
+
+    def __init__(self, spec, max_pixels=DEFAULT_MAX_PIXELS):
+        super().__init__()
+        if not isinstance(spec, InputSpec):
+            raise TypeError(f'spec must be an InputSpec, got {type(spec).__name__}')
+        self._spec = spec
+        self._max_pixels = max_pixels
+
+    def expand(self, keyed_paths):
+        results = keyed_paths | 'ReadAndDecode' >> beam.ParDo(
+            _DecodeFn(self._spec, self._max_pixels)).with_outputs(self.ERRORS, main='images')
+        return results
+
+
+class _DecodeFn(beam.DoFn):
+    def __init__(self, spec, max_pixels):
+        self._spec = spec
+        self._max_pixels = max_pixels
+        self._decoded = beam.metrics.Metrics.counter('images', 'decoded')
+        self._read_failed = beam.metrics.Metrics.counter('images', 'read_failed')
+        self._decode_failed = beam.metrics.Metrics.counter('images', 'decode_failed')
+
+    def process(self, element):
+        key, path = element
+        try:
+            data = read_bytes(path)
+        except Exception as e:  # Missing file, permissions, storage errors: all per-element.
+            self._read_failed.inc()
+            yield beam.pvalue.TaggedOutput(DecodeImages.ERRORS, errors.from_exception('read', path, e))
+            return
+        try:
+            pixels = decode(data, self._spec, self._max_pixels)
+        except ImageDecodeError as e:
+            self._decode_failed.inc()
+            yield beam.pvalue.TaggedOutput(DecodeImages.ERRORS, errors.from_exception('decode', path, e))
+            return
+        self._decoded.inc()
+        yield key, pixels
