@@ -72,13 +72,15 @@ class ImageTooLargeError(ImageDecodeError):
     """The header declares more pixels than the configured limit (a decompression bomb)."""
 
 
-def decode(data, spec, max_pixels=DEFAULT_MAX_PIXELS):
+def decode(data, spec, max_pixels=DEFAULT_MAX_PIXELS, draft=True):
     """Decodes image bytes into the encoder's input crop.
 
     Args:
       data: the file's bytes.
       spec: the encoder's ``InputSpec``.
       max_pixels: refuse images whose header declares more pixels than this.
+      draft: let JPEGs scale down in the DCT domain first (much faster; off
+        only to measure or to compare with a full-resolution decode).
 
     Returns:
       A C-contiguous ``np.uint8`` array of shape ``[spec.size, spec.size, 3]``.
@@ -90,7 +92,8 @@ def decode(data, spec, max_pixels=DEFAULT_MAX_PIXELS):
         raise EmptyImageError('empty file (0 bytes)')
     image = _open(data, max_pixels)
     try:
-        _draft(image, spec)
+        if draft:
+            _draft(image, spec)
         image.load()
         image = ImageOps.exif_transpose(image)
         image = _to_rgb(image)

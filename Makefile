@@ -1,0 +1,31 @@
+# The two promises: `make demo` and `make test` work on a fresh machine with
+# Python 3.11 and pip. Both create .venv when missing and (re)install the
+# project when setup.py changed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+# pytest workers: one per core; TF and Beam spend much of a test in Python.
+TEST_WORKERS ?= 2
+
+.PHONY: install test demo bench clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet --editable '.[test,eval]'
+	touch $@
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -q $(PYTEST_ARGS)
+
+demo: $(INSTALLED)
+	$(BIN)/img2txt demo
+
+bench: $(INSTALLED)
+	$(BIN)/python benchmarks/decode.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
