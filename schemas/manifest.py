@@ -1,0 +1,61 @@
+"""Run manifests: the small JSON file every job writes next to its outputs.
+
+A manifest says what went in, what came out and how: inputs, counts, model
+and encoder ids, options, start and end time. Jobs downstream read it instead
+of guessing (training reads the preprocess manifest for the feature dimension,
+storage dtype, vocabulary and splits). Its fields are the constants below;
+``validate`` checks that a manifest has the ones its job requires.
+"""
+import json
+
+FILE_NAME = 'manifest.json'
+FORMAT_VERSION = 1
+
+# Fields every manifest has.
+FORMAT = 'format_version'
+JOB = 'job'
+VERSION = 'img2txt_version'
+INPUTS = 'inputs'
+OPTIONS = 'options'
+COUNTS = 'counts'
+STARTED_AT = 'started_at'
+FINISHED_AT = 'finished_at'
+
+# Preprocess: what the training job needs to read the records.
+DATASET = 'dataset'
+ENCODER = 'encoder'              # {'name', 'id', 'feature_dim', 'input_spec'}
+FEATURE_DTYPE = 'feature_dtype'  # 'float32' or 'float16' (schemas.training_records)
+VOCABULARY = 'vocabulary'        # {'file', 'size', 'min_count'}
+SPLITS = 'splits'                # {split: {'images', 'captions', 'shards', 'pattern'}}
+ERRORS = 'errors'                # path pattern of the error-record Parquet files
+
+# Count names shared by every job: images in = written + failed.
+IMAGES_READ = 'images_read'
+IMAGES_WRITTEN = 'images_written'
+IMAGES_FAILED = 'images_failed'
+CAPTIONS_READ = 'captions_read'
+CAPTIONS_WRITTEN = 'captions_written'
+CAPTIONS_FAILED = 'captions_failed'
+
+_COMMON = (FORMAT, JOB, VERSION, INPUTS, OPTIONS, COUNTS, STARTED_AT, FINISHED_AT)
+REQUIRED = {
+    'preprocess': _COMMON + (DATASET, ENCODER, FEATURE_DTYPE, VOCABULARY, SPLITS, ERRORS),
+}
+
+
+def validate(manifest, job):
+    """Returns ``manifest`` if it is a ``job`` manifest with every required field, else raises ValueError."""
+    if manifest.get(JOB) != job:
+        raise ValueError(f'expected a {job} manifest, got job={manifest.get(JOB)!r}')
+    if manifest.get(FORMAT) != FORMAT_VERSION:
+        raise ValueError(f'unsupported manifest format_version {manifest.get(FORMAT)!r} (this img2txt reads '
+                         f'{FORMAT_VERSION})')
+    missing = [field for field in REQUIRED[job] if field not in manifest]
+    if missing:
+        raise ValueError(f'{job} manifest lacks {", ".join(missing)}')
+    return manifest
+
+
+def dumps(manifest):
+    """The manifest as stable, human-readable JSON text."""
+    return json.dumps(manifest, indent=2, sort_keys=True) + '\n'
