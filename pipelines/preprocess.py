@@ -1,0 +1,405 @@
+"""Preprocess: a caption dataset and its images → sharded training TFRecords.
+
+The CNN runs here, once per image, so training never touches pixels again::
+
+  ReadDataset ─┬─ Tokenize ─────────────────────────────┐
+               └─ ImagePaths → DecodeImages → Encode ───┴─ Join → tf.Transform → WriteShards
+                         (read/decode/encode failures ──────────────────────────→ errors Parquet)
+
+tf.Transform analyses the train split only (the vocabulary: words seen at
+least ``min_word_count`` times) and the same ``transform_fn`` maps every split,
+so train, val and test share ids. Output, under ``--output`` (local or gs://)::
+
+  train/data-SSSSS-of-NNNNN.tfrecord   one record per image (schemas.training_records)
+  val/..., test/...                    the other splits present in the dataset
+  vocab.txt                            reserved tokens + learned words (schemas.vocabulary)
+  transform_fn/, transformed_metadata/ the tf.Transform output (tft.TFTransformOutput)
+  errors/errors-SSSSS-of-NNNNN.parquet one record per input that failed (schemas.errors)
+  manifest.json                        inputs, counts, encoder, vocabulary, options
+
+Counts add up: images read = images written + images failed, and likewise
+for captions; the manifest records all of them.
+"""
+import dataclasses
+import datetime
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import zlib
+
+import apache_beam as beam
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.options.pipeline_options import StandardOptions
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+import img2txt
+from img2txt.model import encoders
+from img2txt.model.tokenizer import tokenize
+from img2txt.pipelines import beam_options, datasets, image_decoding
+from img2txt.pipelines.model_handlers import EncoderModelHandler
+from img2txt.schemas import errors, manifest, training_records, vocabulary
+
+# tf.Transform's name for the learned vocabulary inside transform_fn/assets.
+VOCABULARY_NAME = 'words'
+ALL_SPLITS = datasets.SPLITS + (datasets.RESTVAL,)
+
+
+@dataclasses.dataclass
+class PreprocessConfig:
+    """Options of the preprocess job; each field is the flag of the same name."""
+
+    dataset: str = dataclasses.field(metadata={
+        'help': 'caption dataset format', 'choices': datasets.FORMATS})
+    captions: str = dataclasses.field(metadata={
+        'help': 'caption file (for pascal: the folder of sentence files), local or gs://'})
+    images: str = dataclasses.field(metadata={'help': 'folder or gs:// prefix the image names are relative to'})
+    output: str = dataclasses.field(metadata={'help': 'output folder, local or gs://'})
+    encoder: str = dataclasses.field(default=encoders.DEFAULT, metadata={
+        'help': 'image encoder', 'choices': tuple(encoders.names())})
+    encoder_weights: str | None = dataclasses.field(default=None, metadata={
+        'help': 'encoder weights file, or "imagenet"; default: the encoder\'s packaged weights'})
+    min_word_count: int = dataclasses.field(default=4, metadata={
+        'help': 'words seen fewer times in the train split map to <unk>'})
+    max_vocabulary_size: int | None = dataclasses.field(default=None, metadata={
+        'help': 'keep at most this many learned words (most frequent first)'})
+    max_caption_length: int | None = dataclasses.field(default=None, metadata={
+        'help': 'truncate captions to this many tokens'})
+    feature_dtype: str = dataclasses.field(default='float32', metadata={
+        'help': 'storage type of the image features', 'choices': training_records.FEATURE_DTYPES})
+    images_per_shard: int = dataclasses.field(default=1000, metadata={
+        'help': 'target number of images per TFRecord shard'})
+    max_pixels: int = dataclasses.field(default=image_decoding.DEFAULT_MAX_PIXELS, metadata={
+        'help': 'refuse images declaring more pixels than this (decompression bombs)'})
+    encoder_batch_size: int = dataclasses.field(default=64, metadata={
+        'help': 'largest batch of images the encoder runs at once'})
+    keep_restval: bool = dataclasses.field(default=False, metadata={
+        'help': 'karpathy: keep "restval" as its own split instead of adding it to train'})
+    split: str | None = dataclasses.field(default=None, metadata={
+        'help': 'coco: the split of the captions file when its name does not say'})
+
+    def __post_init__(self):
+        if self.min_word_count < 1:
+            raise ValueError(f'--min-word-count must be at least 1, got {self.min_word_count}')
+        if self.images_per_shard < 1:
+            raise ValueError(f'--images-per-shard must be at least 1, got {self.images_per_shard}')
+
+    def dataset_options(self):
+        """The reader options that apply to this dataset format."""
+        if self.dataset == 'karpathy':
+            return {'keep_restval': self.keep_restval}
+        if self.dataset == 'coco':
+            return {'split': self.split}
+        return {}
+
+
+def _raw_feature_spec(feature_dim):
+    return {
+        'image_id': tf.io.FixedLenFeature([], tf.string),
+        'features': tf.io.FixedLenFeature([feature_dim], tf.float32),
+        'tokens': tf.io.VarLenFeature(tf.string),
+        'caption_lengths': tf.io.VarLenFeature(tf.int64),
+    }
+
+
+def make_preprocessing_fn(min_word_count, max_vocabulary_size):
+    """The tf.Transform preprocessing_fn: tokens → vocabulary ids; everything else passes through.
+
+    Learned words get ids after the reserved tokens (schemas.vocabulary), in
+    the order tf.Transform writes them (most frequent first); words outside
+    the vocabulary become ``<unk>``.
+    """
+    def preprocessing_fn(inputs):
+        tokens = inputs['tokens']
+        ids = tft.compute_and_apply_vocabulary(
+            tokens, frequency_threshold=min_word_count, top_k=max_vocabulary_size,
+            default_value=-1, vocab_filename=VOCABULARY_NAME)
+        ids = tf.sparse.map_values(
+            lambda v: tf.where(v < 0, tf.constant(vocabulary.UNK_ID, tf.int64), v + vocabulary.NUM_RESERVED), ids)
+        return {
+            'image_id': inputs['image_id'],
+            'features': inputs['features'],
+            'caption_ids': ids,
+            'caption_lengths': inputs['caption_lengths'],
+        }
+    return preprocessing_fn
+
+
+def _tokenized(image, max_length):
+    """CaptionedImage → (image_id, (split, [tokens per caption]))."""
+    return image.image_id, (image.split, [tokenize(c, max_length) for c in image.captions])
+
+
+def _encode_failures(failure):
+    """RunInference's (failed batch, exception) → one error record per image of the batch."""
+    batch, exc = failure
+    return [errors.from_exception('encode', image_id, exc) for image_id, _ in batch]
+
+
+class _Join(beam.DoFn):
+    """(image_id, {captions, features}) → a tf.Transform instance, or a count of the captions lost."""
+
+    FAILED = 'failed'
+
+    def process(self, element):
+        image_id, grouped = element
+        (split, captions), = grouped['captions']
+        if not grouped['features']:
+            # Its read/decode/encode error record is already on the errors output.
+            yield beam.pvalue.TaggedOutput(self.FAILED, len(captions))
+            return
+        yield split, {
+            'image_id': image_id,
+            'features': np.asarray(grouped['features'][0], np.float32),
+            'tokens': [t for caption in captions for t in caption],
+            'caption_lengths': [len(caption) for caption in captions],
+        }
+
+
+def _shard_key(record, images_per_split, images_per_shard):
+    """Spreads a split's records over ceil(n / images_per_shard) shards by a stable hash of the id."""
+    split, image_id, _ = record
+    num_shards = max(1, math.ceil(images_per_split[split] / images_per_shard))
+    return (split, zlib.crc32(image_id.encode('utf-8')) % num_shards, num_shards), record
+
+
+class _WriteShard(beam.DoFn):
+    """Writes one shard, records sorted by image id, so reruns give byte-identical files."""
+
+    def __init__(self, output):
+        self._output = output
+
+    def process(self, element):
+        (split, index, num_shards), records = element
+        path = FileSystems.join(self._output, training_records.shard_name(split, index, num_shards))
+        records = sorted(records, key=lambda r: r[1])
+        with FileSystems.create(path, mime_type='application/octet-stream',
+                                compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            for _, _, serialized in records:
+                f.write(training_records.frame(serialized))
+        yield split, len(records)
+
+
+def _to_record(split, instance, feature_dtype):
+    """A transformed instance → (split, image_id, serialized tf.train.Example)."""
+    image_id = instance['image_id']
+    image_id = image_id.decode('utf-8') if isinstance(image_id, bytes) else str(image_id)
+    ids = np.asarray(instance['caption_ids'], np.int64)
+    lengths = np.asarray(instance['caption_lengths'], np.int64)
+    captions = np.split(ids, np.cumsum(lengths)[:-1]) if len(lengths) else []
+    return split, image_id, training_records.encode(image_id, instance['features'], captions, feature_dtype)
+
+
+@dataclasses.dataclass
+class PreprocessOutputs:
+    """The PCollections ``build`` leaves for tests and callers to inspect."""
+
+    records: beam.PCollection   # (split, image_id, serialized record), what the shards hold
+    errors: beam.PCollection    # schemas.errors records
+    counts: beam.PCollection    # one dict of counts
+
+
+def build(pipeline, config, encoder, transform_dir, temp_dir):
+    """Adds the preprocess steps to ``pipeline``.
+
+    Args:
+      pipeline: a ``beam.Pipeline``.
+      config: a ``PreprocessConfig``.
+      encoder: the ``encoders.Encoder`` named by the config (workers load their own copy).
+      transform_dir: where tf.Transform writes ``transform_fn/`` (a local
+        folder when the runner is local, so TensorFlow's file system never has
+        to reach GCS; ``run`` copies it to the output).
+      temp_dir: tf.Transform's scratch folder.
+
+    Returns:
+      ``PreprocessOutputs``.
+    """
+    dataset = pipeline | 'ReadDataset' >> datasets.read_dataset(
+        config.dataset, config.captions, config.images, **config.dataset_options())
+
+    captions = dataset.images | 'Tokenize' >> beam.Map(_tokenized, config.max_caption_length)
+    decoded = (dataset.images
+               | 'ImagePaths' >> beam.Map(lambda image: (image.image_id, image.image_path))
+               | 'DecodeImages' >> image_decoding.DecodeImages(encoder.input_spec, config.max_pixels))
+    handler = KeyedModelHandler(EncoderModelHandler(
+        config.encoder, config.encoder_weights, min_batch_size=min(8, config.encoder_batch_size),
+        max_batch_size=config.encoder_batch_size))
+    encoded, encode_failed = decoded.images | 'Encode' >> RunInference(handler).with_exception_handling()
+    features = encoded | 'Features' >> beam.MapTuple(lambda image_id, result: (image_id, result.inference))
+    encode_errors = encode_failed.failed_inferences | 'EncodeErrors' >> beam.FlatMap(_encode_failures)
+
+    joined = ({'captions': captions, 'features': features}
+              | 'GroupByImage' >> beam.CoGroupByKey()
+              | 'Join' >> beam.ParDo(_Join()).with_outputs(_Join.FAILED, main='instances'))
+    by_split = joined.instances | 'BySplit' >> beam.Partition(lambda kv, n: ALL_SPLITS.index(kv[0]), len(ALL_SPLITS))
+
+    raw_metadata = dataset_metadata.DatasetMetadata(
+        schema_utils.schema_from_feature_spec(_raw_feature_spec(encoder.feature_dim)))
+    records = []
+    with tft_beam.Context(temp_dir=temp_dir):
+        train = by_split[ALL_SPLITS.index('train')] | 'TrainInstances' >> beam.Values()
+        transform_fn = (train, raw_metadata) | 'AnalyzeTrain' >> tft_beam.AnalyzeDataset(
+            make_preprocessing_fn(config.min_word_count, config.max_vocabulary_size))
+        _ = transform_fn | 'WriteTransformFn' >> tft_beam.WriteTransformFn(transform_dir)
+        for split, instances in zip(ALL_SPLITS, by_split):
+            transformed, _ = (((instances | f'{split}/Instances' >> beam.Values(), raw_metadata), transform_fn)
+                              | f'{split}/Transform' >> tft_beam.TransformDataset())
+            records.append(transformed | f'{split}/Serialize' >> beam.Map(
+                lambda instance, s=split: _to_record(s, instance, config.feature_dtype)))
+    records = records | 'AllRecords' >> beam.Flatten()
+
+    images_per_split = (records
+                        | 'SplitOfRecord' >> beam.Map(lambda record: record[0])
+                        | 'ImagesPerSplit' >> beam.combiners.Count.PerElement())
+    written = (records
+               | 'AssignShards' >> beam.Map(
+                   _shard_key, beam.pvalue.AsDict(images_per_split), config.images_per_shard)
+               | 'GroupShards' >> beam.GroupByKey()
+               | 'WriteShards' >> beam.ParDo(_WriteShard(config.output)))
+
+    all_errors = ((dataset.errors, decoded.errors, encode_errors) | 'AllErrors' >> beam.Flatten())
+    _ = all_errors | 'WriteErrors' >> beam.io.WriteToParquet(
+        FileSystems.join(config.output, 'errors', 'errors'), errors.SCHEMA,
+        file_name_suffix='.parquet', num_shards=1)
+
+    counts = _count(pipeline, dataset, decoded, encode_errors, joined, written, all_errors)
+    return PreprocessOutputs(records=records, errors=all_errors, counts=counts)
+
+
+def _count(pipeline, dataset, decoded, encode_errors, joined, written, all_errors):
+    """One dict of the counts the manifest reports, computed from the data (not from metrics)."""
+    parts = [
+        dataset.images | 'CountImagesRead' >> beam.Map(lambda image: ('images_read', 1)),
+        dataset.images | 'CountCaptionsRead' >> beam.Map(lambda image: ('captions_read', len(image.captions))),
+        dataset.errors | 'CountDatasetErrors' >> beam.Map(lambda e: ('dataset_errors', 1)),
+        decoded.errors | 'CountDecodeFailures' >> beam.Map(lambda e: ('images_failed', 1)),
+        encode_errors | 'CountEncodeFailures' >> beam.Map(lambda e: ('images_failed', 1)),
+        joined[_Join.FAILED] | 'CountCaptionsFailed' >> beam.Map(lambda n: ('captions_failed', n)),
+        joined.instances | 'CountCaptionsWritten' >> beam.Map(
+            lambda kv: (f'captions_written/{kv[0]}', len(kv[1]['caption_lengths']))),
+        written | 'CountImagesWritten' >> beam.MapTuple(lambda split, n: (f'images_written/{split}', n)),
+        written | 'CountShards' >> beam.MapTuple(lambda split, n: (f'shards/{split}', 1)),
+        all_errors | 'CountErrors' >> beam.Map(lambda e: ('error_records', 1)),
+    ]
+    return (parts
+            | 'FlattenCounts' >> beam.Flatten()
+            | 'SumCounts' >> beam.CombinePerKey(sum)
+            | 'CountsToDict' >> beam.combiners.ToDict())
+
+
+def _is_local(path):
+    return FileSystems.get_scheme(path) in (None, 'file')
+
+
+def _copy_tree(source, destination):
+    """Copies a local folder to ``destination`` (local or any Beam filesystem)."""
+    for root, _, files in os.walk(source):
+        for name in files:
+            relative = os.path.relpath(os.path.join(root, name), source)
+            target = FileSystems.join(destination, *relative.split(os.sep))
+            with open(os.path.join(root, name), 'rb') as src, FileSystems.create(
+                    target, compression_type=CompressionTypes.UNCOMPRESSED) as dst:
+                shutil.copyfileobj(src, dst)
+
+
+def _write_text(path, text):
+    with FileSystems.create(path, mime_type='text/plain', compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(text.encode('utf-8'))
+
+
+def run_config(config, beam_args=()):
+    """Runs the preprocess pipeline for ``config``; returns the manifest (None for a Dataflow dry run)."""
+    started = datetime.datetime.now(datetime.timezone.utc)
+    options = beam_options.pipeline_options(list(beam_args))
+    local = options.view_as(StandardOptions).runner in (beam_options.LOCAL_RUNNER, 'DirectRunner')
+    counts_path = FileSystems.join(config.output, '.counts', 'counts')
+    scratch = tempfile.mkdtemp(prefix='img2txt-preprocess-')
+    try:
+        if local:
+            transform_dir, temp_dir = os.path.join(scratch, 'transform'), os.path.join(scratch, 'tft_tmp')
+        else:
+            transform_dir = config.output
+            temp_dir = FileSystems.join(config.output, 'tmp', 'tft')
+        encoder = encoders.load(config.encoder, weights=config.encoder_weights)
+        pipeline = beam.Pipeline(options=options)
+        outputs = build(pipeline, config, encoder, transform_dir, temp_dir)
+        _ = (outputs.counts | 'CountsJson' >> beam.Map(json.dumps, sort_keys=True)
+             | 'WriteCounts' >> beam.io.WriteToText(counts_path, num_shards=1, shard_name_template=''))
+        result = pipeline.run()
+        result.wait_until_finish()
+        if options.get_all_options().get('dry_run'):
+            return None
+        if local and not _is_local(config.output):
+            _copy_tree(transform_dir, config.output)
+        elif local:
+            shutil.copytree(transform_dir, config.output, dirs_exist_ok=True)
+        with FileSystems.open(counts_path) as f:
+            counts = json.loads(f.read().decode('utf-8'))
+        FileSystems.delete([FileSystems.join(config.output, '.counts')])
+        return _finish(config, encoder, transform_dir, counts, started)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _finish(config, encoder, transform_dir, counts, started):
+    """Writes vocab.txt and manifest.json from the finished pipeline's outputs."""
+    transform_output = tft.TFTransformOutput(transform_dir)
+    learned = [line.decode('utf-8') if isinstance(line, bytes) else line
+               for line in transform_output.vocabulary_by_name(VOCABULARY_NAME)]
+    if not learned:
+        raise ValueError(f'the vocabulary is empty: no word occurs at least {config.min_word_count} times in the '
+                         f'train split of {config.captions} (lower --min-word-count?)')
+    tokens = list(vocabulary.RESERVED_TOKENS) + learned
+    _write_text(FileSystems.join(config.output, vocabulary.VOCABULARY_FILE), '\n'.join(tokens) + '\n')
+
+    splits = {}
+    for split in ALL_SPLITS:
+        if counts.get(f'images_written/{split}'):
+            splits[split] = {
+                'images': counts[f'images_written/{split}'],
+                'captions': counts.get(f'captions_written/{split}', 0),
+                'shards': counts[f'shards/{split}'],
+                'pattern': training_records.shard_pattern(split),
+            }
+    images_written = sum(s['images'] for s in splits.values())
+    captions_written = sum(s['captions'] for s in splits.values())
+    result_counts = {
+        manifest.IMAGES_READ: counts.get('images_read', 0),
+        manifest.IMAGES_WRITTEN: images_written,
+        manifest.IMAGES_FAILED: counts.get('images_failed', 0),
+        manifest.CAPTIONS_READ: counts.get('captions_read', 0),
+        manifest.CAPTIONS_WRITTEN: captions_written,
+        manifest.CAPTIONS_FAILED: counts.get('captions_failed', 0),
+        'dataset_errors': counts.get('dataset_errors', 0),
+        'error_records': counts.get('error_records', 0),
+    }
+    document = {
+        manifest.FORMAT: manifest.FORMAT_VERSION,
+        manifest.JOB: 'preprocess',
+        manifest.VERSION: img2txt.__version__,
+        manifest.INPUTS: {'captions': config.captions, 'images': config.images},
+        manifest.OPTIONS: dataclasses.asdict(config),
+        manifest.COUNTS: result_counts,
+        manifest.STARTED_AT: started.isoformat(),
+        manifest.FINISHED_AT: datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        manifest.DATASET: config.dataset,
+        manifest.ENCODER: {'name': encoder.name, 'id': encoder.id, 'feature_dim': encoder.feature_dim,
+                           'input_spec': dataclasses.asdict(encoder.input_spec)},
+        manifest.FEATURE_DTYPE: config.feature_dtype,
+        manifest.VOCABULARY: {'file': vocabulary.VOCABULARY_FILE, 'size': len(tokens),
+                              'min_count': config.min_word_count},
+        manifest.SPLITS: splits,
+        manifest.ERRORS: 'errors/errors-*.parquet',
+    }
+    _write_text(FileSystems.join(config.output, manifest.FILE_NAME), manifest.dumps(document))
+    if result_counts[manifest.IMAGES_READ] != images_written + result_counts[manifest.IMAGES_FAILED]:
+        logging.error('image counts do not add up: %s', result_counts)
+    return document
