@@ -15,10 +15,10 @@ import logging
 import sys
 
 from img2txt import __version__
-from img2txt.jobs import classify
+from img2txt.jobs import classify, preprocess
 
 # Order of the subcommands in --help: the order a user meets them.
-JOBS = (classify,)
+JOBS = (classify, preprocess)
 
 
 class UsageError(Exception):

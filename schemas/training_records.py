@@ -68,7 +68,8 @@ def encode(image_id, features, captions, feature_dtype='float32'):
         CAPTION_IDS: tf.train.Feature(int64_list=tf.train.Int64List(value=ids)),
         CAPTION_LENGTHS: tf.train.Feature(int64_list=tf.train.Int64List(value=[len(c) for c in captions])),
     })
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # Deterministic: map entries in key order; otherwise their order changes from process to process.
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def _bytes(values):

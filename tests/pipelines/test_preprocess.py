@@ -1,0 +1,193 @@
+"""The preprocess job end to end: real images, real encoder, tf.Transform, TFRecords, Parquet."""
+import glob
+import json
+import os
+
+import apache_beam as beam
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from img2txt.model import encoders
+from img2txt.model.tokenizer import tokenize
+from img2txt.pipelines import beam_options, image_decoding, preprocess
+from img2txt.schemas import manifest, training_records, vocabulary
+
+COLOURS = {'red': (220, 30, 30), 'blue': (30, 30, 220), 'green': (30, 200, 30)}
+
+
+def write_dataset(root):
+    """A JSONL dataset: 10 train, 2 val, 1 test images; one missing and one corrupt image; one bad caption.
+
+    Train captions use 'square' 20 times, each colour 3-4 times, 'rare' 3
+    times (below min count 4); 'zebra' is frequent but only in val.
+    """
+    images = root / 'images'
+    images.mkdir(parents=True)
+    records = []
+    for i in range(13):
+        colour = list(COLOURS)[i % 3]
+        Image.new('RGB', (64 + 8 * i, 48), COLOURS[colour]).save(images / f'{i:02d}.jpg', quality=95)
+        split = 'train' if i < 10 else 'val' if i < 12 else 'test'
+        captions = [f'A {colour} square.', f'a {colour} square on {"a rare" if i < 3 else "the"} background']
+        if split == 'val':
+            captions.append('zebra zebra zebra zebra zebra')
+        records.append({'image': f'{i:02d}.jpg', 'captions': captions, 'split': split})
+    records.append({'image': 'missing.jpg', 'captions': ['a red square'], 'split': 'train'})
+    (images / 'corrupt.jpg').write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
+    records.append({'image': 'corrupt.jpg', 'captions': ['a blue square', '  ...  '], 'split': 'train'})
+    captions = root / 'captions.jsonl'
+    captions.write_text(''.join(json.dumps(r) + '\n' for r in records))
+    return captions, images, records
+
+
+@pytest.fixture(scope='module')
+def dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp('dataset'))
+
+
+@pytest.fixture(scope='module')
+def local_run(dataset, tmp_path_factory):
+    captions, images, _ = dataset
+    config = preprocess.PreprocessConfig(dataset='jsonl', captions=str(captions), images=str(images),
+                                         output=str(tmp_path_factory.mktemp('out')))
+    return config, preprocess.run_config(config)
+
+
+def read_split(output, split, feature_dim, dtype='float32'):
+    paths = sorted(glob.glob(os.path.join(output, training_records.shard_pattern(split))))
+    return {r['image_id'].numpy().decode(): r for r in tf.data.TFRecordDataset(paths).map(
+        lambda s: training_records.parse(s, feature_dim, dtype))}
+
+
+def test_counts_add_up_and_failures_are_named(local_run):
+    config, result = local_run
+    assert result[manifest.COUNTS] == {
+        'images_read': 15, 'images_written': 13, 'images_failed': 2,
+        'captions_read': 30, 'captions_written': 28, 'captions_failed': 2,
+        'dataset_errors': 1, 'error_records': 3}
+    assert {s: v['images'] for s, v in result[manifest.SPLITS].items()} == {'train': 10, 'val': 2, 'test': 1}
+    assert result[manifest.ENCODER]['feature_dim'] == 1280
+    errors = pq.read_table(glob.glob(os.path.join(config.output, 'errors', '*.parquet'))).to_pylist()
+    assert sorted((e['stage'], os.path.basename(e['input']), e['error_type']) for e in errors) == [
+        ('decode', 'corrupt.jpg', 'CorruptImageError'),
+        ('parse', 'corrupt.jpg#1', 'EmptyCaptionError'),
+        ('read', 'missing.jpg', 'FileNotFoundError')]
+    on_disk = json.loads(open(os.path.join(config.output, manifest.FILE_NAME)).read())
+    assert manifest.validate(on_disk, 'preprocess') == result
+
+
+def test_vocabulary_comes_from_train_only_with_min_count(local_run):
+    config, result = local_run
+    words = vocabulary.read(os.path.join(config.output, vocabulary.VOCABULARY_FILE))
+    assert words[:vocabulary.NUM_RESERVED] == list(vocabulary.RESERVED_TOKENS)
+    learned = words[vocabulary.NUM_RESERVED:]
+    assert learned[:2] == ['a', 'square']  # most frequent first
+    assert {'red', 'blue', 'green', 'on', 'background', 'the'} <= set(learned)
+    assert 'rare' not in learned and 'zebra' not in learned and '.' not in learned
+    assert result[manifest.VOCABULARY]['size'] == len(words)
+
+
+def test_records_parse_back_into_the_original_captions(local_run, dataset):
+    config, result = local_run
+    _, _, records = dataset
+    words = vocabulary.read(os.path.join(config.output, vocabulary.VOCABULARY_FILE))
+    known = set(words)
+    by_image = {r['image']: r for r in records}
+    seen = 0
+    for split in ('train', 'val', 'test'):
+        for image_id, parsed in read_split(config.output, split, 1280).items():
+            expected = [[t if t in known else vocabulary.UNK for t in tokenize(c)] for c in by_image[image_id]['captions']]
+            assert [[words[i] for i in caption] for caption in parsed['captions'].to_list()] == expected
+            assert by_image[image_id]['split'] == split
+            seen += 1
+    assert seen == 13
+
+
+def test_stored_features_are_the_encoders_features(local_run, dataset):
+    config, _ = local_run
+    _, images, _ = dataset
+    encoder = encoders.load(config.encoder)
+    parsed = read_split(config.output, 'test', 1280)['12.jpg']
+    pixels = image_decoding.decode((images / '12.jpg').read_bytes(), encoder.input_spec)
+    np.testing.assert_allclose(parsed['features'].numpy(), encoder.features(pixels[None])[0], rtol=1e-4, atol=1e-4)
+
+
+def test_multi_processing_runner_writes_identical_shards(local_run, dataset, tmp_path):
+    config, _ = local_run
+    other = preprocess.PreprocessConfig(**{**vars(config), 'output': str(tmp_path / 'out')})
+    preprocess.run_config(other, ['--direct_running_mode=multi_processing', '--direct_num_workers=2'])
+    for split in ('train', 'val', 'test'):
+        mine = sorted(glob.glob(os.path.join(config.output, training_records.shard_pattern(split))))
+        theirs = sorted(glob.glob(os.path.join(other.output, training_records.shard_pattern(split))))
+        assert [os.path.basename(p) for p in mine] == [os.path.basename(p) for p in theirs]
+        for a, b in zip(mine, theirs):
+            assert open(a, 'rb').read() == open(b, 'rb').read(), f'{a} differs from {b}'
+
+
+def test_float16_features_and_sharding(dataset, tmp_path):
+    captions, images, _ = dataset
+    config = preprocess.PreprocessConfig(dataset='jsonl', captions=str(captions), images=str(images),
+                                         output=str(tmp_path / 'out'), feature_dtype='float16',
+                                         images_per_shard=4, min_word_count=1, max_caption_length=3)
+    result = preprocess.run_config(config)
+    assert result[manifest.SPLITS]['train']['shards'] == 3
+    assert len(glob.glob(os.path.join(config.output, 'train', '*-of-00003.tfrecord'))) == 3
+    train = read_split(config.output, 'train', 1280, 'float16')
+    assert len(train) == 10
+    assert all(len(c) <= 3 for r in train.values() for c in r['captions'].to_list())
+    # The vocabulary sees the truncated captions: 'a red square' survives, 'on ... background' does not.
+    learned = vocabulary.read(os.path.join(config.output, vocabulary.VOCABULARY_FILE))[vocabulary.NUM_RESERVED:]
+    assert sorted(learned) == ['a', 'blue', 'green', 'red', 'square']
+
+
+def test_reads_and_writes_gcs(local_run, dataset, gcs, gcs_bucket):
+    config, _ = local_run
+    captions, images, _ = dataset
+    bucket = gcs.bucket(gcs_bucket)
+    for path in images.iterdir():
+        bucket.blob(f'photos/{path.name}').upload_from_filename(str(path))
+    bucket.blob('captions.jsonl').upload_from_filename(str(captions))
+    remote = preprocess.PreprocessConfig(dataset='jsonl', captions=f'gs://{gcs_bucket}/captions.jsonl',
+                                         images=f'gs://{gcs_bucket}/photos', output=f'gs://{gcs_bucket}/out')
+    result = preprocess.run_config(remote)
+    assert result[manifest.COUNTS][manifest.IMAGES_WRITTEN] == 13
+    names = {blob.name for blob in bucket.list_blobs(prefix='out/')}
+    assert {'out/manifest.json', 'out/vocab.txt', 'out/transform_fn/saved_model.pb',
+            'out/train/data-00000-of-00001.tfrecord'} <= names
+    assert len([n for n in names if n.startswith('out/errors/')]) == 1
+    # Records hold image ids, not paths, so the same dataset gives the same bytes wherever it lives.
+    local_shard = open(os.path.join(config.output, 'train', 'data-00000-of-00001.tfrecord'), 'rb').read()
+    assert bucket.blob('out/train/data-00000-of-00001.tfrecord').download_as_bytes() == local_shard
+
+
+def test_dataflow_job_graph_builds_offline(dataset, tmp_path):
+    captions, images, _ = dataset
+    config = preprocess.PreprocessConfig(dataset='jsonl', captions=str(captions), images=str(images),
+                                         output='gs://img2txt-test/preprocessed')
+    p = beam.Pipeline(options=beam_options.pipeline_options([
+        '--runner=DataflowRunner', '--dry_run=True', '--no_auth', '--project=img2txt-test',
+        '--region=us-central1', '--temp_location=gs://img2txt-test/tmp',
+        '--experiments=disable_logging_submission_environment']))
+    # tf.Transform creates its scratch folder while the graph is built, through TensorFlow's own GCS
+    # client, which no emulator can stand in for; a real Dataflow run gives it gs:// paths.
+    preprocess.build(p, config, encoders.load(config.encoder), str(tmp_path / 'transform'), str(tmp_path / 'tft'))
+    result = p.run()
+    assert result.state == beam.runners.runner.PipelineState.DONE
+    names = {t.unique_name for t in p.runner.proto_pipeline.components.transforms.values()}
+    assert {'ReadDataset', 'DecodeImages', 'Encode', 'AnalyzeTrain', 'train/Transform', 'WriteShards',
+            'WriteErrors'} <= names
+    [environment] = p.runner.proto_pipeline.components.environments.values()
+    assert b'workflow.tar.gz' in b''.join(a.role_payload for a in environment.dependencies)
+
+
+def test_bad_options_are_one_line_errors(dataset, tmp_path):
+    captions, images, _ = dataset
+    with pytest.raises(ValueError, match='min-word-count'):
+        preprocess.PreprocessConfig(dataset='jsonl', captions=str(captions), images=str(images),
+                                    output=str(tmp_path), min_word_count=0)
+    with pytest.raises(FileNotFoundError, match='nope.jsonl'):
+        preprocess.run_config(preprocess.PreprocessConfig(
+            dataset='jsonl', captions=str(tmp_path / 'nope.jsonl'), images=str(images), output=str(tmp_path)))
