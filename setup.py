@@ -20,7 +20,7 @@ setuptools.setup(
     python_requires='>=3.10,<3.13',
     packages=['img2txt'] + ['img2txt.' + p for p in _SUBPACKAGES],
     package_dir={'img2txt': '.'},
-    package_data={'img2txt.model': ['data/*.tsv']},
+    package_data={'img2txt.model': ['data/*.tsv'], 'img2txt.jobs': ['samples/*.jpg', 'samples/*.md']},
     install_requires=[
         'apache-beam[gcp]>=2.60,<3',
         'tensorflow>=2.16,<2.22',

@@ -15,10 +15,10 @@ import logging
 import sys
 
 from img2txt import __version__
-from img2txt.jobs import classify, preprocess
+from img2txt.jobs import classify, demo, preprocess
 
 # Order of the subcommands in --help: the order a user meets them.
-JOBS = (classify, preprocess)
+JOBS = (demo, preprocess, classify)
 
 
 class UsageError(Exception):

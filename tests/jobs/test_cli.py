@@ -50,3 +50,11 @@ def test_user_errors_are_one_line(photos, capsys):
         cli.main(['classify', '--encoder', 'alexnet', 'x.jpg'])
     with pytest.raises(SystemExit):
         cli.main(['classify', 'x.jpg', '--runner', 'DataflowRunner'])
+
+
+def test_demo_classifies_the_bundled_photos(capsys):
+    assert cli.main(['demo']) == 0
+    lines = dict(line.split(': ', 1) for line in capsys.readouterr().out.splitlines()[1:])
+    assert set(lines) == {'astronaut.jpg', 'chelsea.jpg', 'coffee.jpg', 'rocket.jpg'}
+    assert lines['coffee.jpg'].startswith('espresso')
+    assert lines['rocket.jpg'].startswith('missile')
