@@ -28,6 +28,7 @@ import math
 import os
 import shutil
 import tempfile
+import typing
 import zlib
 
 import apache_beam as beam
@@ -104,6 +105,7 @@ class PreprocessConfig:
 def _raw_feature_spec(feature_dim):
     return {
         'image_id': tf.io.FixedLenFeature([], tf.string),
+        'split': tf.io.FixedLenFeature([], tf.string),
         'features': tf.io.FixedLenFeature([feature_dim], tf.float32),
         'tokens': tf.io.VarLenFeature(tf.string),
         'caption_lengths': tf.io.VarLenFeature(tf.int64),
@@ -126,6 +128,7 @@ def make_preprocessing_fn(min_word_count, max_vocabulary_size):
             lambda v: tf.where(v < 0, tf.constant(vocabulary.UNK_ID, tf.int64), v + vocabulary.NUM_RESERVED), ids)
         return {
             'image_id': inputs['image_id'],
+            'split': inputs['split'],
             'features': inputs['features'],
             'caption_ids': ids,
             'caption_lengths': inputs['caption_lengths'],
@@ -144,8 +147,9 @@ def _encode_failures(failure):
     return [errors.from_exception('encode', image_id, exc) for image_id, _ in batch]
 
 
+@beam.typehints.with_output_types(dict[str, typing.Any])
 class _Join(beam.DoFn):
-    """(image_id, {captions, features}) → a tf.Transform instance, or a count of the captions lost."""
+    """(image_id, {captions, features}) → a tf.Transform instance, or the number of captions lost."""
 
     FAILED = 'failed'
 
@@ -156,12 +160,17 @@ class _Join(beam.DoFn):
             # Its read/decode/encode error record is already on the errors output.
             yield beam.pvalue.TaggedOutput(self.FAILED, len(captions))
             return
-        yield split, {
+        yield {
             'image_id': image_id,
+            'split': split,
             'features': np.asarray(grouped['features'][0], np.float32),
             'tokens': [t for caption in captions for t in caption],
             'caption_lengths': [len(caption) for caption in captions],
         }
+
+
+def _text(value):
+    return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
 def _shard_key(record, images_per_split, images_per_shard):
@@ -188,10 +197,9 @@ class _WriteShard(beam.DoFn):
         yield split, len(records)
 
 
-def _to_record(split, instance, feature_dtype):
+def _to_record(instance, feature_dtype):
     """A transformed instance → (split, image_id, serialized tf.train.Example)."""
-    image_id = instance['image_id']
-    image_id = image_id.decode('utf-8') if isinstance(image_id, bytes) else str(image_id)
+    image_id, split = (_text(instance[key]) for key in ('image_id', 'split'))
     ids = np.asarray(instance['caption_ids'], np.int64)
     lengths = np.asarray(instance['caption_lengths'], np.int64)
     captions = np.split(ids, np.cumsum(lengths)[:-1]) if len(lengths) else []
@@ -239,22 +247,18 @@ def build(pipeline, config, encoder, transform_dir, temp_dir):
     joined = ({'captions': captions, 'features': features}
               | 'GroupByImage' >> beam.CoGroupByKey()
               | 'Join' >> beam.ParDo(_Join()).with_outputs(_Join.FAILED, main='instances'))
-    by_split = joined.instances | 'BySplit' >> beam.Partition(lambda kv, n: ALL_SPLITS.index(kv[0]), len(ALL_SPLITS))
 
     raw_metadata = dataset_metadata.DatasetMetadata(
         schema_utils.schema_from_feature_spec(_raw_feature_spec(encoder.feature_dim)))
-    records = []
     with tft_beam.Context(temp_dir=temp_dir):
-        train = by_split[ALL_SPLITS.index('train')] | 'TrainInstances' >> beam.Values()
+        train = joined.instances | 'TrainInstances' >> beam.Filter(lambda instance: instance['split'] == 'train')
         transform_fn = (train, raw_metadata) | 'AnalyzeTrain' >> tft_beam.AnalyzeDataset(
             make_preprocessing_fn(config.min_word_count, config.max_vocabulary_size))
         _ = transform_fn | 'WriteTransformFn' >> tft_beam.WriteTransformFn(transform_dir)
-        for split, instances in zip(ALL_SPLITS, by_split):
-            transformed, _ = (((instances | f'{split}/Instances' >> beam.Values(), raw_metadata), transform_fn)
-                              | f'{split}/Transform' >> tft_beam.TransformDataset())
-            records.append(transformed | f'{split}/Serialize' >> beam.Map(
-                lambda instance, s=split: _to_record(s, instance, config.feature_dtype)))
-    records = records | 'AllRecords' >> beam.Flatten()
+        # One TransformDataset for every split: each costs seconds of graph building.
+        transformed, _ = (((joined.instances, raw_metadata), transform_fn)
+                          | 'Transform' >> tft_beam.TransformDataset())
+    records = transformed | 'Serialize' >> beam.Map(_to_record, config.feature_dtype)
 
     images_per_split = (records
                         | 'SplitOfRecord' >> beam.Map(lambda record: record[0])
@@ -284,7 +288,7 @@ def _count(pipeline, dataset, decoded, encode_errors, joined, written, all_error
         encode_errors | 'CountEncodeFailures' >> beam.Map(lambda e: ('images_failed', 1)),
         joined[_Join.FAILED] | 'CountCaptionsFailed' >> beam.Map(lambda n: ('captions_failed', n)),
         joined.instances | 'CountCaptionsWritten' >> beam.Map(
-            lambda kv: (f'captions_written/{kv[0]}', len(kv[1]['caption_lengths']))),
+            lambda instance: (f'captions_written/{instance["split"]}', len(instance['caption_lengths']))),
         written | 'CountImagesWritten' >> beam.MapTuple(lambda split, n: (f'images_written/{split}', n)),
         written | 'CountShards' >> beam.MapTuple(lambda split, n: (f'shards/{split}', 1)),
         all_errors | 'CountErrors' >> beam.Map(lambda e: ('error_records', 1)),

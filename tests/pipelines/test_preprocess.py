@@ -177,7 +177,7 @@ def test_dataflow_job_graph_builds_offline(dataset, tmp_path):
     result = p.run()
     assert result.state == beam.runners.runner.PipelineState.DONE
     names = {t.unique_name for t in p.runner.proto_pipeline.components.transforms.values()}
-    assert {'ReadDataset', 'DecodeImages', 'Encode', 'AnalyzeTrain', 'train/Transform', 'WriteShards',
+    assert {'ReadDataset', 'DecodeImages', 'Encode', 'AnalyzeTrain', 'Transform', 'WriteShards',
             'WriteErrors'} <= names
     [environment] = p.runner.proto_pipeline.components.environments.values()
     assert b'workflow.tar.gz' in b''.join(a.role_payload for a in environment.dependencies)
