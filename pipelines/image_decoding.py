@@ -23,13 +23,17 @@ one-line reason; decompression bombs are refused from the header, before any
 pixel is allocated. ``DecodeImages`` wraps this for Beam, turning failures into
 error records instead of failed bundles.
 """
+import collections
+import concurrent.futures
 import io
+import os
 import warnings
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.utils.windowed_value import WindowedValue
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from img2txt.model.input_spec import InputSpec
@@ -188,48 +192,78 @@ def read_bytes(path):
 class DecodeImages(beam.PTransform):
     """(key, path) → (key, pixels), with failures as error records on the ``errors`` output.
 
-    The main output carries ``uint8 [size, size, 3]`` arrays; read failures (a
-    missing or unreadable file) are stage ``read`` and bad images stage
-    ``decode``, each naming the path. Counters ``images/decoded``,
+    The main output carries ``uint8 [size, size, 3]`` arrays in input order;
+    read failures (a missing or unreadable file) are stage ``read`` and bad
+    images stage ``decode``, each naming the path. Counters ``images/decoded``,
     ``images/read_failed`` and ``images/decode_failed`` add up to the input count.
+
+    Files are read and decoded on a small thread pool, a window of images
+    ahead: reads wait on storage and Pillow releases the GIL while decoding,
+    so both overlap with the encoder that Beam fuses into the same stage.
     """
 
     ERRORS = 'errors'
 
-    def __init__(self, spec, max_pixels=DEFAULT_MAX_PIXELS):
+    def __init__(self, spec, max_pixels=DEFAULT_MAX_PIXELS, threads=None, window=64):
         super().__init__()
         if not isinstance(spec, InputSpec):
             raise TypeError(f'spec must be an InputSpec, got {type(spec).__name__}')
-        self._spec = spec
-        self._max_pixels = max_pixels
+        self._fn = _DecodeFn(spec, max_pixels, threads or min(8, os.cpu_count() or 1), window)
 
     def expand(self, keyed_paths):
-        results = keyed_paths | 'ReadAndDecode' >> beam.ParDo(
-            _DecodeFn(self._spec, self._max_pixels)).with_outputs(self.ERRORS, main='images')
-        return results
+        return keyed_paths | 'ReadAndDecode' >> beam.ParDo(self._fn).with_outputs(self.ERRORS, main='images')
 
 
 class _DecodeFn(beam.DoFn):
-    def __init__(self, spec, max_pixels):
+    def __init__(self, spec, max_pixels, threads, window):
         self._spec = spec
         self._max_pixels = max_pixels
+        self._threads = threads
+        self._window = window
         self._decoded = beam.metrics.Metrics.counter('images', 'decoded')
         self._read_failed = beam.metrics.Metrics.counter('images', 'read_failed')
         self._decode_failed = beam.metrics.Metrics.counter('images', 'decode_failed')
 
-    def process(self, element):
-        key, path = element
+    def setup(self):
+        self._pool = concurrent.futures.ThreadPoolExecutor(self._threads, thread_name_prefix='img2txt-decode')
+
+    def start_bundle(self):
+        self._pending = collections.deque()
+
+    def process(self, element, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        self._pending.append((self._pool.submit(self._load, *element), timestamp, window))
+        while self._pending and (len(self._pending) > self._window or self._pending[0][0].done()):
+            yield from self._outputs(self._pending.popleft()[0].result())
+
+    def finish_bundle(self):
+        while self._pending:
+            future, timestamp, window = self._pending.popleft()
+            for output in self._outputs(future.result()):
+                if isinstance(output, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(output.tag, WindowedValue(output.value, timestamp, [window]))
+                else:
+                    yield WindowedValue(output, timestamp, [window])
+
+    def teardown(self):
+        self._pool.shutdown(cancel_futures=True)
+
+    def _load(self, key, path):
+        """Runs on the pool: (key, pixels), or ('read' | 'decode', error record). Never raises."""
         try:
             data = read_bytes(path)
         except Exception as e:  # Missing file, permissions, storage errors: all per-element.
-            self._read_failed.inc()
-            yield beam.pvalue.TaggedOutput(DecodeImages.ERRORS, errors.from_exception('read', path, e))
-            return
+            return 'read', errors.from_exception('read', path, e)
         try:
-            pixels = decode(data, self._spec, self._max_pixels)
+            return key, decode(data, self._spec, self._max_pixels)
         except ImageDecodeError as e:
-            self._decode_failed.inc()
-            yield beam.pvalue.TaggedOutput(DecodeImages.ERRORS, errors.from_exception('decode', path, e))
-            return
-        self._decoded.inc()
-        yield key, pixels
+            return 'decode', errors.from_exception('decode', path, e)
+
+    def _outputs(self, result):
+        # Counted here, on the bundle's thread: Beam's metrics containers are per thread.
+        first, second = result
+        if isinstance(second, np.ndarray):
+            self._decoded.inc()
+            yield result
+        else:
+            (self._read_failed if first == 'read' else self._decode_failed).inc()
+            yield beam.pvalue.TaggedOutput(DecodeImages.ERRORS, second)

@@ -249,3 +249,21 @@ def test_decode_images_routes_failures_to_error_records(tmp_path):
         reasons = outputs.errors | beam.Map(lambda e: (e['stage'], e['input'], e['error_type']))
         assert_that(reasons, equal_to([('decode', str(broken), 'CorruptImageError'),
                                        ('read', str(missing), 'FileNotFoundError')]), label='CheckErrors')
+
+
+def test_decode_images_keeps_every_image_with_its_key_through_the_thread_pool(tmp_path):
+    expected, expected_errors, elements = [], [], []
+    for i in range(40):
+        path = tmp_path / f'{i}.png'
+        if i % 7 == 3:
+            path.write_bytes(b'\x89PNG\r\n\x1a\n truncated')
+            expected_errors.append(str(path))
+        else:
+            path.write_bytes(encoded(Image.new('RGB', (40, 40), (i, 2 * i, 3 * i)), 'PNG'))
+            expected.append((f'k{i}', (i, 2 * i, 3 * i)))
+        elements.append((f'k{i}', str(path)))
+    with TestPipeline() as p:
+        outputs = p | beam.Create(elements) | DecodeImages(SPEC, threads=3, window=4)
+        colours = outputs.images | beam.MapTuple(lambda key, pixels: (key, tuple(pixels[5, 5].tolist())))
+        assert_that(colours, equal_to(expected), label='CheckImages')
+        assert_that(outputs.errors | beam.Map(lambda e: e['input']), equal_to(expected_errors), label='CheckErrors')
