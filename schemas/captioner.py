@@ -1,0 +1,71 @@
+"""The exported captioner: a SavedModel from images to their best captions.
+
+Training writes it (``model.export``); the caption pipeline and anything that
+serves it read it. It loads with TensorFlow alone (``tf.saved_model.load``),
+without img2txt. Its directory holds:
+
+  saved_model.pb, variables/   the SavedModel (TensorFlow's own files)
+  assets/vocab.txt             the vocabulary (``schemas.vocabulary``: its
+                               format and file name)
+  model_id.txt                 the model id, one line
+  captioner.json               the config: the ``CONFIG_*`` fields below
+
+Signatures, each with a dynamic batch size B (0 included); k is the beam size:
+
+  caption_images    images    string [B]            image file bytes (JPEG,
+                                                    PNG, GIF, BMP or WebP),
+                                                    decoded and cropped in-graph
+  caption_pixels    pixels    uint8 [B, S, S, 3]    the encoder's input crop,
+                                                    as the pipelines' decoder
+                                                    makes it
+  caption_features  features  float32 [B, D]        encoder features
+  serving_default             = caption_images
+
+caption_images fails the whole call (InvalidArgumentError) when one image
+cannot be decoded; for empty input or another format the message names the
+image's index in the batch. Callers that need per-image errors decode with
+the pipelines' decoder and call caption_pixels.
+
+and every one returns, best caption first:
+
+  captions   string [B, k]   words joined by single spaces, no reserved tokens
+  log_probs  float32 [B, k]  log-probability of each caption (-inf: no caption)
+  lengths    int32 [B, k]    tokens in each caption, unknown words included
+
+The loaded object also has these attributes: ``model_id``, ``encoder_id`` and
+``config`` (JSON text) as string ``tf.Variable``s, ``vocabulary`` as a string
+``tf.Variable`` ``[V]`` (token id -> token).
+"""
+
+FORMAT_VERSION = 1
+
+# Signature names.
+CAPTION_IMAGES = 'caption_images'
+CAPTION_PIXELS = 'caption_pixels'
+CAPTION_FEATURES = 'caption_features'
+SERVING_DEFAULT = 'serving_default'
+
+# Signature inputs.
+IMAGES = 'images'
+PIXELS = 'pixels'
+FEATURES = 'features'
+
+# Signature outputs.
+CAPTIONS = 'captions'
+LOG_PROBS = 'log_probs'
+LENGTHS = 'lengths'
+
+# Attributes of the loaded object.
+MODEL_ID = 'model_id'
+ENCODER_ID = 'encoder_id'
+CONFIG = 'config'
+VOCABULARY = 'vocabulary'
+
+# Files in the export directory, besides TensorFlow's own.
+MODEL_ID_FILE = 'model_id.txt'
+CONFIG_FILE = 'captioner.json'
+
+# Fields of the config (captioner.json and the ``config`` attribute).
+CONFIG_FORMAT = 'format_version'
+CONFIG_MODEL = 'model'        # ModelConfig.to_dict(): sizes and decoding options
+CONFIG_ENCODER = 'encoder'    # {'name', 'id', 'feature_dim', 'input_spec': {'size', 'resize', 'resample'}}

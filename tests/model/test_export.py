@@ -1,0 +1,316 @@
+"""The exported captioner: real encoder, a briefly trained Show-and-Tell, real photos, a fresh TF-only process."""
+import io
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import skimage.data
+import tensorflow as tf
+from PIL import Image
+
+from img2txt.model import encoders, export
+from img2txt.model.beam_search import beam_search, ids_to_text
+from img2txt.model.config import ModelConfig
+from img2txt.model.input_spec import InputSpec
+from img2txt.model.show_and_tell import ShowAndTell, masked_loss, split_caption_ids
+from img2txt.pipelines import image_decoding
+from img2txt.schemas import captioner, vocabulary
+
+# What the model is trained to say about each photo.
+CAPTIONS = {
+    'coffee': 'a cup of coffee on a saucer',
+    'chelsea': 'a cat looking at the camera',
+    'astronaut': 'a woman in a space suit',
+    'rocket': 'a rocket on the launch pad',
+}
+# Words it never learns to say, so that the vocabulary is more than the answers.
+UNUSED_WORDS = ['dog', 'red', 'blue', 'car', 'tree', 'man', 'sky', 'water']
+
+
+def encoded(image, fmt, **save_args):
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **save_args)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope='module')
+def encoder():
+    return encoders.load()
+
+
+@pytest.fixture(scope='module')
+def photos():
+    """name → (JPEG bytes, PNG bytes) of scikit-image's photos."""
+    result = {}
+    for name in CAPTIONS:
+        image = Image.fromarray(getattr(skimage.data, name)())
+        result[name] = encoded(image, 'JPEG', quality=90), encoded(image, 'PNG')
+    return result
+
+
+def pillow_pixels(data, encoder):
+    return image_decoding.decode(data, encoder.input_spec)
+
+
+@pytest.fixture(scope='module')
+def trained(encoder, photos):
+    """(model, config, vocab): a small Show-and-Tell that has learnt CAPTIONS from the photos' JPEG features."""
+    words = sorted({word for caption in CAPTIONS.values() for word in caption.split()})
+    vocab = [*vocabulary.RESERVED_TOKENS, *words, *UNUSED_WORDS]
+    config = ModelConfig(vocab_size=len(vocab), feature_dim=encoder.feature_dim, embedding_size=64, lstm_units=64,
+                         lstm_dropout_keep_prob=1.0, max_caption_length=12)
+    keras.utils.set_random_seed(0)
+    model = ShowAndTell(config)
+    features = encoder.features(np.stack([pillow_pixels(photos[name][0], encoder) for name in CAPTIONS]))
+    ids = {token: i for i, token in enumerate(vocab)}
+    length = max(len(caption.split()) for caption in CAPTIONS.values()) + 2
+    caption_ids = np.full((len(CAPTIONS), length), vocabulary.PAD_ID, np.int32)
+    for row, caption in enumerate(CAPTIONS.values()):
+        tokens = [vocabulary.START_ID, *(ids[w] for w in caption.split()), vocabulary.END_ID]
+        caption_ids[row, :len(tokens)] = tokens
+    input_ids, target_ids, _ = split_caption_ids(caption_ids)
+    optimizer = keras.optimizers.Adam(0.01)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = masked_loss(target_ids, model((features, input_ids), training=True))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_weights), model.trainable_weights))
+        return loss
+
+    for _ in range(150):
+        loss = train_step()
+    assert loss < 0.05, 'the fixture model should have learnt its captions'
+    return model, config, vocab
+
+
+@pytest.fixture(scope='module')
+def exported(trained, tmp_path_factory):
+    """(export_dir, model_id) of the trained model."""
+    model, config, vocab = trained
+    export_dir = str(tmp_path_factory.mktemp('export') / 'captioner')
+    return export_dir, export.export_captioner(model, config, encoders.DEFAULT, vocab, export_dir)
+
+
+@pytest.fixture(scope='module')
+def loaded(exported):
+    return export.load_captioner(exported[0])
+
+
+def caption(loaded, signature, inputs):
+    """The signature's outputs as NumPy arrays, captions as Python strings."""
+    outputs = loaded.signatures[signature](tf.convert_to_tensor(inputs))
+    result = {key: value.numpy() for key, value in outputs.items()}
+    result[captioner.CAPTIONS] = export.captions_text(outputs[captioner.CAPTIONS])
+    return result
+
+
+# A fresh interpreter that refuses to import img2txt (it is installed in the
+# venv, so -I alone would not stop it): loading must need TensorFlow only.
+# It gets the schema's names as its first argument.
+_LOAD_WITHOUT_IMG2TXT = """
+import json, sys
+
+class NoImg2txt:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] == 'img2txt':
+            raise ImportError('img2txt is not available here')
+
+sys.meta_path.insert(0, NoImg2txt())
+import tensorflow as tf
+
+names, export_dir, paths = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3:]
+loaded = tf.saved_model.load(export_dir)
+images = [open(path, 'rb').read() for path in paths]
+outputs = loaded.signatures[names['signature']](tf.constant(images))
+print(json.dumps({
+    'captions': [[c.decode() for c in row] for row in outputs[names['captions']].numpy()],
+    'log_probs': outputs[names['log_probs']].numpy().tolist(),
+    'shapes': {key: value.shape.as_list() for key, value in outputs.items()},
+    'model_id': getattr(loaded, names['model_id']).numpy().decode(),
+    'vocabulary': [t.decode() for t in getattr(loaded, names['vocabulary']).numpy()],
+    'img2txt_imported': any(m.split('.')[0] == 'img2txt' for m in sys.modules),
+}))
+"""
+
+
+def test_fresh_tensorflow_process_captions_jpeg_bytes(exported, loaded, photos, trained, tmp_path):
+    export_dir, model_id = exported
+    _, config, vocab = trained
+    paths = []
+    for name in CAPTIONS:
+        paths.append(tmp_path / f'{name}.jpg')
+        paths[-1].write_bytes(photos[name][0])
+    names = json.dumps({'signature': captioner.SERVING_DEFAULT, 'captions': captioner.CAPTIONS,
+                        'log_probs': captioner.LOG_PROBS, 'model_id': captioner.MODEL_ID,
+                        'vocabulary': captioner.VOCABULARY})
+    process = subprocess.run(
+        [sys.executable, '-I', '-c', _LOAD_WITHOUT_IMG2TXT, names, export_dir, *map(str, paths)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0, process.stderr[-3000:]
+    result = json.loads(process.stdout.strip().splitlines()[-1])
+
+    assert not result['img2txt_imported']
+    k = config.beam_size
+    assert result['shapes'] == {captioner.CAPTIONS: [4, k], captioner.LOG_PROBS: [4, k], captioner.LENGTHS: [4, k]}
+    assert [row[0] for row in result['captions']] == list(CAPTIONS.values())
+    for row in result['captions']:
+        for text in row:
+            assert text and not set(text.split()) & set(vocabulary.RESERVED_TOKENS)
+    in_process = caption(loaded, captioner.CAPTION_IMAGES, [photos[name][0] for name in CAPTIONS])
+    assert result['captions'] == in_process[captioner.CAPTIONS]
+    np.testing.assert_allclose(result['log_probs'], in_process[captioner.LOG_PROBS], rtol=1e-5)
+    assert result['model_id'] == model_id
+    assert result['vocabulary'] == vocab
+
+
+def test_export_directory_contents(exported, loaded, trained, encoder):
+    export_dir, model_id = exported
+    _, config, vocab = trained
+    with open(os.path.join(export_dir, captioner.MODEL_ID_FILE), encoding='utf-8') as f:
+        assert f.read().strip() == model_id
+    vocab_file = os.path.join(export_dir, tf.saved_model.ASSETS_DIRECTORY, vocabulary.VOCABULARY_FILE)
+    assert vocabulary.read(vocab_file) == vocab
+    with open(os.path.join(export_dir, captioner.CONFIG_FILE), encoding='utf-8') as f:
+        config_json = f.read()
+    assert getattr(loaded, captioner.CONFIG).numpy().decode() == config_json
+    saved = json.loads(config_json)
+    assert ModelConfig.from_dict(saved[captioner.CONFIG_MODEL]) == config
+    assert saved[captioner.CONFIG_ENCODER]['id'] == encoder.id
+    assert getattr(loaded, captioner.ENCODER_ID).numpy().decode() == encoder.id
+    assert getattr(loaded, captioner.MODEL_ID).numpy().decode() == model_id
+    assert set(loaded.signatures) == {captioner.CAPTION_IMAGES, captioner.CAPTION_PIXELS,
+                                      captioner.CAPTION_FEATURES, captioner.SERVING_DEFAULT}
+
+
+@pytest.mark.parametrize('fmt', [0, 1], ids=['jpeg', 'png'])
+def test_bytes_pixels_and_features_agree(loaded, photos, encoder, trained, fmt):
+    model, config, vocab = trained
+    images = [photos[name][fmt] for name in CAPTIONS]
+    pixels = np.stack([pillow_pixels(data, encoder) for data in images])
+    from_bytes = caption(loaded, captioner.CAPTION_IMAGES, images)
+    from_pixels = caption(loaded, captioner.CAPTION_PIXELS, pixels)
+    features = encoder.features(pixels)
+    from_features = caption(loaded, captioner.CAPTION_FEATURES, features)
+
+    # In-graph decoding differs from Pillow's by rounding: the same best caption.
+    assert [row[0] for row in from_bytes[captioner.CAPTIONS]] == list(CAPTIONS.values())
+    assert [row[0] for row in from_pixels[captioner.CAPTIONS]] == list(CAPTIONS.values())
+    # The pixels path is the encoder, then the features path.
+    for key in (captioner.CAPTIONS, captioner.LENGTHS):
+        np.testing.assert_array_equal(from_pixels[key], from_features[key])
+    np.testing.assert_allclose(from_pixels[captioner.LOG_PROBS], from_features[captioner.LOG_PROBS], rtol=1e-6)
+    # The in-graph text is ids_to_text of the model's own beam search.
+    result = beam_search(model, features, config.beam_size, config.max_caption_length)
+    assert from_features[captioner.CAPTIONS] == ids_to_text(result.token_ids, result.lengths, vocab)
+    np.testing.assert_allclose(from_features[captioner.LOG_PROBS], result.log_probs, rtol=1e-5)
+
+
+def test_batch_equals_one_at_a_time(loaded, photos):
+    images = [jpeg for jpeg, _ in photos.values()] + [photos['coffee'][1]]
+    batch = caption(loaded, captioner.CAPTION_IMAGES, images)
+    for i, image in enumerate(images):
+        single = caption(loaded, captioner.CAPTION_IMAGES, [image])
+        assert single[captioner.CAPTIONS][0] == batch[captioner.CAPTIONS][i]
+        np.testing.assert_array_equal(single[captioner.LENGTHS][0], batch[captioner.LENGTHS][i])
+        np.testing.assert_allclose(single[captioner.LOG_PROBS][0], batch[captioner.LOG_PROBS][i], rtol=1e-5)
+
+
+def test_empty_batches(loaded, encoder, trained):
+    k = trained[1].beam_size
+    size = encoder.input_spec.size
+    for signature, inputs in ((captioner.CAPTION_IMAGES, tf.zeros([0], tf.string)),
+                              (captioner.CAPTION_PIXELS, tf.zeros([0, size, size, 3], tf.uint8)),
+                              (captioner.CAPTION_FEATURES, tf.zeros([0, encoder.feature_dim]))):
+        outputs = loaded.signatures[signature](inputs)
+        assert {key: value.shape.as_list() for key, value in outputs.items()} == {
+            captioner.CAPTIONS: [0, k], captioner.LOG_PROBS: [0, k], captioner.LENGTHS: [0, k]}
+
+
+@pytest.mark.parametrize('bad, message', [
+    (b'', r'image 1 of the batch \(0 bytes\) is not a JPEG, PNG, GIF, BMP or WebP file'),
+    (b'plain text, not an image', r'image 1 of the batch \(24 bytes\)'),
+    (encoded(Image.new('RGB', (8, 8)), 'TIFF'), r'image 1 of the batch \(\d+ bytes\)'),
+    (encoded(Image.new('RGB', (300, 300)), 'JPEG')[:300], r'JPEG'),
+])
+def test_a_bad_image_fails_the_bytes_call(loaded, photos, bad, message):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        loaded.signatures[captioner.CAPTION_IMAGES](tf.constant([photos['coffee'][0], bad]))
+
+
+def test_model_id_is_a_content_hash(exported, trained, tmp_path):
+    _, model_id = exported
+    model, config, vocab = trained
+    copy = ShowAndTell(config)
+    copy.set_weights(model.get_weights())
+    assert export.export_captioner(copy, config, encoders.DEFAULT, vocab, str(tmp_path / 'same')) == model_id
+
+    weights = copy.get_weights()
+    weights[-1][vocabulary.NUM_RESERVED] += 1e-3
+    copy.set_weights(weights)
+    changed = export.export_captioner(copy, config, encoders.DEFAULT, vocab, str(tmp_path / 'changed'))
+    assert changed != model_id and changed.startswith('show_and_tell@')
+
+
+def test_export_refuses_a_non_empty_directory_and_a_mismatched_vocabulary(trained, tmp_path):
+    model, config, vocab = trained
+    (tmp_path / 'taken').mkdir()
+    (tmp_path / 'taken' / 'file').write_text('x')
+    with pytest.raises(FileExistsError, match='not empty'):
+        export.export_captioner(model, config, encoders.DEFAULT, vocab, str(tmp_path / 'taken'))
+    with pytest.raises(ValueError, match='vocab_size'):
+        export.export_captioner(model, config, encoders.DEFAULT, vocab + ['extra'], str(tmp_path / 'new'))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['taken']
+
+
+def _orientation_jpeg(orientation):
+    image = Image.fromarray(skimage.data.chelsea())
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encoded(image, 'JPEG', quality=90, exif=exif)
+
+
+def _transparent():
+    rgba = np.array(Image.fromarray(skimage.data.astronaut()).convert('RGBA'))
+    rgba[:, :200, 3] = 0
+    rgba[:, 200:300, 3] = 128
+    return Image.fromarray(rgba)
+
+
+@pytest.fixture(scope='module')
+def decoder_cases():
+    """name → image bytes in every format and mode the in-graph decoder handles."""
+    rocket = Image.fromarray(skimage.data.rocket())
+    astronaut = Image.fromarray(skimage.data.astronaut())
+    transparent = _transparent()
+    return {
+        # 2000x1336: both decoders scale it down in the DCT domain (1/4 for a 256 short side, 1/8 for 80).
+        'large jpeg': encoded(rocket.resize((2000, 1336), Image.BICUBIC), 'JPEG', quality=90),
+        'grey jpeg': encoded(rocket.convert('L'), 'JPEG'),
+        'cmyk jpeg': encoded(rocket.convert('CMYK'), 'JPEG'),
+        **{f'exif orientation {o}': _orientation_jpeg(o) for o in range(1, 9)},
+        'png': encoded(astronaut, 'PNG'),
+        'transparent png': encoded(transparent, 'PNG'),
+        'palette png with transparency': encoded(transparent.convert('P'), 'PNG'),
+        'grey png': encoded(astronaut.convert('L'), 'PNG'),
+        'small png (upscaled)': encoded(astronaut.resize((100, 60)), 'PNG'),
+        'webp': encoded(astronaut, 'WEBP', quality=90),
+        'transparent webp': encoded(transparent, 'WEBP', lossless=True),
+        'gif': encoded(astronaut, 'GIF'),
+        'bmp': encoded(astronaut, 'BMP'),
+    }
+
+
+@pytest.mark.parametrize('spec', [InputSpec(224, 256, 'bicubic'), InputSpec(64, 80, 'bilinear')], ids=str)
+def test_in_graph_decoder_matches_the_pipelines_decoder(decoder_cases, spec):
+    images = list(decoder_cases.values())
+    decoded = tf.function(lambda x: export.decode_images(x, spec))(tf.constant(images)).numpy()
+    assert decoded.shape == (len(images), spec.size, spec.size, 3) and decoded.dtype == np.uint8
+    for name, data, pixels in zip(decoder_cases, images, decoded):
+        difference = np.abs(pixels.astype(int) - image_decoding.decode(data, spec))
+        # Rounding only: a wrong crop, scale, orientation or background would differ by tens on average.
+        assert difference.mean() < 0.5 and difference.max() <= 12, (name, difference.mean(), difference.max())
