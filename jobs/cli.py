@@ -15,10 +15,10 @@ import logging
 import sys
 
 from img2txt import __version__
-from img2txt.jobs import classify, demo, preprocess
+from img2txt.jobs import classify, demo, preprocess, train
 
 # Order of the subcommands in --help: the order a user meets them.
-JOBS = (demo, preprocess, classify)
+JOBS = (demo, preprocess, train, classify)
 
 
 class UsageError(Exception):

@@ -2,8 +2,10 @@
 
 Two plain dataclasses, as im2txt's ``configuration.py``: one for the model
 (what a checkpoint needs to be rebuilt and decoded) and one for training.
-Defaults are im2txt's where they apply. Both round-trip through JSON with
-``to_dict``/``from_dict`` so a run can save them next to its checkpoints.
+Defaults are im2txt's where they apply. Each field's ``help`` documents it and
+is the text of its command-line flag (``pipelines.flags``). Both round-trip
+through JSON with ``to_dict``/``from_dict`` so a run can save them next to its
+checkpoints.
 """
 import dataclasses
 from typing import Optional
@@ -13,6 +15,14 @@ OPTIMIZERS = ('sgd', 'adam')
 # The learning rate an optimizer gets when ``TrainingConfig.learning_rate`` is
 # None: im2txt's for SGD, Keras's (and the demo prototype's) for Adam.
 DEFAULT_LEARNING_RATES = {'sgd': 2.0, 'adam': 1e-3}
+
+# How training reads an image's captions: every caption is an example (as
+# im2txt), or each epoch one of them, a different one each epoch.
+CAPTIONS_PER_IMAGE = ('all', 'one')
+
+
+def _field(default=dataclasses.MISSING, **metadata):
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 class _Dictable:
@@ -52,34 +62,24 @@ def _check(condition, message):
 class ModelConfig(_Dictable):
     """Sizes and decoding options of the Show-and-Tell model."""
 
-    # Number of token ids, reserved tokens included: the length of the
-    # vocabulary file the training data was built with.
-    vocab_size: int
-    # Length of the image feature vectors the encoder produces (1280 for
-    # EfficientNet-Lite0's pooled features).
-    feature_dim: int
-    # Size of the image and word embeddings fed to the LSTM.
-    embedding_size: int = 512
-    # Number of units in the LSTM: the size of its output and of each of its
-    # two state tensors.
-    lstm_units: int = 512
-    # Probability of keeping a unit in the dropout on the LSTM's inputs and
-    # outputs during training (im2txt's name; the Keras dropout rate is
-    # 1 - this). 1.0 disables dropout.
-    lstm_dropout_keep_prob: float = 0.7
-    # Every weight starts uniform in [-initializer_scale, initializer_scale];
-    # biases start at zero (the LSTM's forget-gate bias at one).
-    initializer_scale: float = 0.08
-    # Most words in a generated caption; a caption that reaches it without
-    # emitting the end token is kept as it is.
-    max_caption_length: int = 20
-    # Number of hypotheses beam search keeps per image; 1 is greedy decoding.
-    beam_size: int = 3
-    # Alpha of the GNMT length penalty ((5 + length) / 6) ** alpha that beam
-    # search divides log-probabilities by when ranking finished captions.
-    # 0.0 ranks by plain log-probability, as im2txt does; larger values favour
-    # longer captions.
-    length_normalization: float = 0.0
+    vocab_size: int = _field(help='number of token ids, reserved tokens included: the length of the vocabulary '
+                                  'file the training data was built with')
+    feature_dim: int = _field(help="length of the image feature vectors the encoder produces (1280 for "
+                                   "EfficientNet-Lite0's pooled features)")
+    embedding_size: int = _field(512, help='size of the image and word embeddings fed to the LSTM')
+    lstm_units: int = _field(512, help='units in the LSTM: the size of its output and of each of its two states')
+    # im2txt's name and meaning; the Keras dropout rate is 1 - this.
+    lstm_dropout_keep_prob: float = _field(0.7, help="probability of keeping a unit in the dropout on the LSTM's "
+                                                     'inputs and outputs during training; 1.0 disables dropout')
+    # Biases start at zero (the LSTM's forget-gate bias at one).
+    initializer_scale: float = _field(0.08, help='every weight starts uniform in [-scale, scale]')
+    max_caption_length: int = _field(20, help='most words in a generated caption; one that reaches it without '
+                                              'the end token is kept as it is')
+    beam_size: int = _field(3, help='hypotheses beam search keeps per image; 1 is greedy decoding')
+    # 0.0 ranks by plain log-probability, as im2txt does.
+    length_normalization: float = _field(0.0, help='alpha of the GNMT length penalty ((5 + length) / 6) ** alpha '
+                                                   'that beam search divides log-probabilities by when ranking '
+                                                   'finished captions; larger values favour longer captions')
 
     def __post_init__(self):
         for name in ('vocab_size', 'feature_dim', 'embedding_size', 'lstm_units',
@@ -97,34 +97,45 @@ class ModelConfig(_Dictable):
 class TrainingConfig(_Dictable):
     """Options of the training job."""
 
-    # Captions (one image-caption pair each) per training step.
-    batch_size: int = 32
-    # 'sgd' (im2txt: plain SGD with a staircase-decayed rate) or 'adam'.
-    optimizer: str = 'sgd'
-    # Initial learning rate; None takes the optimizer's default
-    # (DEFAULT_LEARNING_RATES: 2.0 for SGD as in im2txt, 1e-3 for Adam).
-    learning_rate: Optional[float] = None
-    # SGD only: multiply the learning rate by this factor every
-    # num_epochs_per_decay epochs, in steps (staircase), as im2txt.
-    learning_rate_decay_factor: float = 0.5
-    # SGD only: epochs between two learning-rate decays.
-    num_epochs_per_decay: float = 8.0
-    # Clip gradients to this global norm before applying them; 0 disables.
-    clip_gradients: float = 5.0
-    # Passes over the training captions.
-    num_epochs: int = 20
-    # Stop after this many steps even if num_epochs are not done; None: no limit.
-    max_steps: Optional[int] = None
-    # Save a checkpoint every this many steps (and at the end of training).
-    checkpoint_every_steps: int = 1000
-    # Seed of weight initialisation, dropout and input shuffling.
-    seed: int = 0
+    batch_size: int = _field(32, help='captions (one image-caption pair each) per training step, over all replicas')
+    optimizer: str = _field('sgd', choices=OPTIMIZERS,
+                            help="'sgd' (im2txt: plain SGD with a staircase-decayed rate) or 'adam'")
+    learning_rate: Optional[float] = _field(None, help="initial learning rate; none: the optimizer's default, "
+                                                       '2.0 for sgd (im2txt) and 1e-3 for adam')
+    learning_rate_decay_factor: float = _field(0.5, help='sgd only: multiply the learning rate by this every '
+                                                         '--num-epochs-per-decay epochs (staircase, as im2txt)')
+    num_epochs_per_decay: float = _field(8.0, help='sgd only: epochs between two learning-rate decays')
+    clip_gradients: float = _field(5.0, help='clip the gradient to this global norm before applying it; 0 disables')
+    num_epochs: int = _field(20, help='passes over the training data')
+    max_steps: Optional[int] = _field(None, help='stop after this many steps even if --num-epochs are not done; '
+                                               'none: no limit')
+    # 'all' is im2txt's (an epoch is a pass over every caption); 'one' makes
+    # epochs shorter and visits each caption of an image once every N epochs
+    # (N its number of captions), in an order that changes from cycle to cycle.
+    captions_per_image: str = _field('all', choices=CAPTIONS_PER_IMAGE,
+                                     help="training examples per image and epoch: 'all' its captions, or 'one' "
+                                          'of them, a different one each epoch')
+    # Large enough to mix the captions of many images; a window is held in
+    # memory, about 5 kB per example with 1280-d features.
+    shuffle_window_size: int = _field(4096, help='training examples are shuffled within windows of this many')
+    checkpoint_every_steps: int = _field(1000, help='save a checkpoint every this many steps (and at the end, or '
+                                                    'when the job is interrupted)')
+    keep_checkpoints: int = _field(5, help='most recent checkpoints to keep')
+    validation_every_steps: int = _field(1000, help="compute the loss on the 'val' split every this many steps "
+                                                    '(and at the end); 0: only at the end')
+    log_every_steps: int = _field(100, help='report progress and write TensorBoard scalars every this many steps')
+    seed: int = _field(0, help='seed of weight initialisation, dropout and data order')
 
     def __post_init__(self):
         _check(self.optimizer in OPTIMIZERS, f'optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}')
-        for name in ('batch_size', 'num_epochs', 'checkpoint_every_steps'):
+        _check(self.captions_per_image in CAPTIONS_PER_IMAGE,
+               f'captions_per_image must be one of {list(CAPTIONS_PER_IMAGE)}, got {self.captions_per_image!r}')
+        for name in ('batch_size', 'num_epochs', 'checkpoint_every_steps', 'keep_checkpoints',
+                     'shuffle_window_size', 'log_every_steps'):
             value = getattr(self, name)
             _check(isinstance(value, int) and value > 0, f'{name} must be a positive integer, got {value!r}')
+        _check(isinstance(self.validation_every_steps, int) and self.validation_every_steps >= 0,
+               f'validation_every_steps must be an integer >= 0, got {self.validation_every_steps!r}')
         _check(self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps > 0),
                f'max_steps must be a positive integer or None, got {self.max_steps!r}')
         _check(self.learning_rate is None or self.learning_rate > 0,

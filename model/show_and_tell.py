@@ -154,6 +154,26 @@ def split_caption_ids(caption_ids):
     return input_ids, target_ids, mask
 
 
+def masked_loss_sum(target_ids, logits):
+    """Summed cross-entropy of the non-padding targets, and their number.
+
+    The two parts of ``masked_loss``, for a mean over more tokens than one
+    call sees (the replicas of a distributed step, the batches of a
+    validation pass).
+
+    Args:
+      target_ids: int ``[B, T]``, padded with ``PAD_ID``.
+      logits: float ``[B, T, vocab_size]``, from ``ShowAndTell.call``.
+
+    Returns:
+      ``(loss_sum, num_tokens)``, two float32 scalars.
+    """
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(target_ids, tf.int32), logits=tf.cast(logits, tf.float32))
+    mask = tf.cast(tf.not_equal(target_ids, vocabulary.PAD_ID), tf.float32)
+    return tf.reduce_sum(losses * mask), tf.reduce_sum(mask)
+
+
 def masked_loss(target_ids, logits):
     """Mean cross-entropy per target word, padding excluded (im2txt's loss).
 
@@ -165,10 +185,7 @@ def masked_loss(target_ids, logits):
       A float scalar: the summed cross-entropy of the non-padding targets
       divided by their number (0 if there are none).
     """
-    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.cast(target_ids, tf.int32), logits=tf.cast(logits, tf.float32))
-    mask = tf.cast(tf.not_equal(target_ids, vocabulary.PAD_ID), tf.float32)
-    return tf.math.divide_no_nan(tf.reduce_sum(losses * mask), tf.reduce_sum(mask))
+    return tf.math.divide_no_nan(*masked_loss_sum(target_ids, logits))
 
 
 def build_optimizer(config, steps_per_epoch):

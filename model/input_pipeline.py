@@ -1,0 +1,218 @@
+"""The training input pipeline: preprocess output → batches of (image, caption) examples.
+
+Reads what ``img2txt preprocess`` writes (``schemas.training_records``,
+described by its ``manifest.json``), local or on ``gs://``::
+
+  shard files ──interleave──▶ records ──parse──▶ (features, captions)
+     ──captions──▶ one example per caption ('all'), or one caption per image ('one')
+     ──shuffle in windows──▶ frame [START, words, END] ──padded_batch──▶ inputs/targets ──prefetch──▶
+
+Each element is ``((features [B, D] float32, input_ids [B, T] int32),
+target_ids [B, T] int32)``: what ``ShowAndTell.call`` reads and what its
+logits are scored against (``show_and_tell.split_caption_ids``; padding is
+``PAD_ID``, which ``masked_loss`` ignores). T is the longest caption of the
+batch plus one.
+
+Training data is a pure function of the seed and the position in the run:
+epoch e lists its files and shuffles its examples with seeds derived from
+(seed, e), and 'one' picks an image's caption from (seed, e, image id). So a
+run resumed after N examples rebuilds the same stream and skips N examples
+(``start_example``): no input state has to be checkpointed, and the same
+holds under every ``tf.distribute`` strategy.
+"""
+import json
+
+import tensorflow as tf
+
+from img2txt.model.config import CAPTIONS_PER_IMAGE
+from img2txt.model.show_and_tell import split_caption_ids
+from img2txt.schemas import manifest, training_records, vocabulary
+
+# Shards read at once. More overlaps more reads on gs://, where each file's
+# first bytes come slowly; the order stays deterministic.
+_MAX_PARALLEL_READS = 16
+
+
+def read_manifest(data_dir):
+    """Returns the preprocess manifest of ``data_dir`` (local or gs://), validated.
+
+    Raises:
+      FileNotFoundError: ``data_dir`` has no manifest.
+      ValueError: the manifest is not a preprocess manifest this version reads.
+    """
+    path = tf.io.gfile.join(data_dir, manifest.FILE_NAME)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f'{data_dir} has no {manifest.FILE_NAME}: not the output of img2txt preprocess')
+    with tf.io.gfile.GFile(path) as f:
+        document = json.load(f)
+    try:
+        return manifest.validate(document, 'preprocess')
+    except ValueError as e:
+        raise ValueError(f'{path}: {e}') from None
+
+
+def read_vocabulary(data_dir, document):
+    """The token list of the vocabulary file a preprocess manifest names (``schemas.vocabulary``)."""
+    with tf.io.gfile.GFile(tf.io.gfile.join(data_dir, document[manifest.VOCABULARY]['file'])) as f:
+        return vocabulary.read(f.read().splitlines())
+
+
+def has_split(document, split):
+    """Whether a preprocess manifest lists ``split`` (e.g. 'val')."""
+    return split in document[manifest.SPLITS]
+
+
+def examples_per_epoch(document, split, captions_per_image):
+    """Examples in one pass over ``split``: its captions ('all') or its images ('one')."""
+    _check_mode(captions_per_image)
+    counts = _split(document, split)
+    return counts['captions' if captions_per_image == 'all' else 'images']
+
+
+def make_dataset(data_dir, split, batch_size, *, training, seed=0, captions_per_image='all', num_epochs=1,
+                 start_example=0, shuffle_window_size=4096):
+    """Batches of one split of a preprocess output.
+
+    Args:
+      data_dir: the preprocess output folder, local or gs://.
+      split: 'train', 'val', 'test' ... (the manifest's ``splits``).
+      batch_size: examples per batch; the last batch of the stream may be smaller.
+      training: shuffle and repeat for ``num_epochs`` (files, examples and
+        the caption chosen per image change every epoch); otherwise one pass
+        in file order.
+      seed: seed of the training order, which depends on nothing else
+        (not on TensorFlow's global seed).
+      captions_per_image: 'all' (every caption is an example, as im2txt) or
+        'one' (one caption per image and epoch: each in turn, in a seeded
+        order, so every caption is used once per as many epochs as the image
+        has captions).
+      num_epochs: training passes over the split; None repeats forever.
+      start_example: training examples to skip: those a resumed run has
+        already trained on. Whole epochs are skipped for free; the rest of
+        the epoch it falls in is read and dropped.
+      shuffle_window_size: training examples are shuffled within windows of this many.
+
+    Returns:
+      A ``tf.data.Dataset`` of ``((features, input_ids), target_ids)``.
+
+    Raises:
+      FileNotFoundError: no manifest, or no shard files for the split.
+      ValueError: a bad manifest, an unknown split or a bad argument.
+    """
+    _check_mode(captions_per_image)
+    if not (isinstance(batch_size, int) and batch_size > 0):
+        raise ValueError(f'batch_size must be a positive integer, got {batch_size!r}')
+    document = read_manifest(data_dir)
+    pattern = tf.io.gfile.join(data_dir, _split(document, split)['pattern'])
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f'no {split} records in {data_dir}: nothing matches {pattern}')
+    feature_dim = document[manifest.ENCODER]['feature_dim']
+    feature_dtype = document[manifest.FEATURE_DTYPE]
+
+    def read(file_names):
+        records = file_names.interleave(
+            tf.data.TFRecordDataset, cycle_length=min(len(files), _MAX_PARALLEL_READS),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return records.map(lambda record: training_records.parse(record, feature_dim, feature_dtype),
+                           num_parallel_calls=tf.data.AUTOTUNE)
+
+    if training:
+        per_epoch = examples_per_epoch(document, split, captions_per_image)
+        first_epoch, skip = divmod(start_example, per_epoch)
+        epochs = (tf.data.Dataset.counter(first_epoch) if num_epochs is None
+                  else tf.data.Dataset.range(first_epoch, num_epochs))
+
+        def epoch_examples(epoch):
+            epoch_seed = _fold_in(seed, epoch)
+            file_names = tf.data.Dataset.from_tensor_slices(_permute(tf.constant(files), _fold_in(epoch_seed, 0)))
+            examples = _examples(read(file_names), captions_per_image, seed, epoch)
+            return _shuffle_windows(examples, shuffle_window_size, _fold_in(epoch_seed, 1))
+
+        examples = epochs.flat_map(epoch_examples).skip(skip)
+    else:
+        examples = _examples(read(tf.data.Dataset.from_tensor_slices(files)), captions_per_image, seed, 0)
+
+    framed = examples.map(_frame, num_parallel_calls=tf.data.AUTOTUNE)
+    batches = framed.padded_batch(
+        batch_size, padded_shapes=([feature_dim], [None]),
+        padding_values=(tf.constant(0, tf.float32), tf.constant(vocabulary.PAD_ID, tf.int32)))
+    return batches.map(_inputs_and_targets, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _examples(records, captions_per_image, seed, epoch):
+    """Parsed records → (features, caption ids) examples."""
+    if captions_per_image == 'all':
+        return records.flat_map(lambda r: tf.data.Dataset.from_tensor_slices(r['captions']).map(
+            lambda caption: (r['features'], caption)))
+    with_captions = records.filter(lambda r: r['captions'].nrows() > 0)
+    return with_captions.map(lambda r: (r['features'], _caption_of_epoch(r, seed, epoch)),
+                             num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _caption_of_epoch(record, seed, epoch):
+    """The caption an image trains with in ``epoch`` ('one' mode).
+
+    An image with n captions goes through them in cycles of n epochs, each
+    cycle in its own random order, drawn from (seed, cycle, image id) alone:
+    independent of file layout, shuffling and where a run resumed.
+    """
+    captions = record['captions']
+    num_captions = captions.nrows()
+    epoch = tf.cast(epoch, tf.int64)
+    image_key = tf.strings.to_hash_bucket_fast(record['image_id'], 2 ** 62)
+    cycle_seed = _fold_in(_fold_in(seed, epoch // num_captions), image_key)
+    return _permute(captions, cycle_seed)[epoch % num_captions]
+
+
+def _frame(features, caption):
+    """Adds START and END around a caption's word ids."""
+    caption = tf.cast(caption, tf.int32)
+    return features, tf.concat([[vocabulary.START_ID], caption, [vocabulary.END_ID]], axis=0)
+
+
+def _inputs_and_targets(features, caption_ids):
+    input_ids, target_ids, _ = split_caption_ids(caption_ids)
+    return (features, input_ids), target_ids
+
+
+def _fold_in(seed, data):
+    """A stateless-op seed pair derived from a seed (int or pair) and an int."""
+    if isinstance(seed, int):
+        seed = tf.constant([seed, 0], tf.int64)
+    return tf.random.experimental.stateless_fold_in(seed, tf.cast(data, tf.int64))
+
+
+def _permute(values, seed_pair):
+    """A random permutation of a tensor's rows (a ragged one's too), drawn from a seed pair alone."""
+    order = tf.argsort(tf.random.stateless_uniform([tf.shape(values, out_type=tf.int64)[0]], seed_pair))
+    return tf.gather(values, order)
+
+
+def _shuffle_windows(examples, window_size, seed_pair):
+    """Permutes each run of ``window_size`` consecutive examples, window w by (seed, w).
+
+    Stateless, unlike ``Dataset.shuffle``, whose seed also comes from
+    TensorFlow's global seed and cannot vary with the epoch inside the
+    pipeline: so the order is the same in every process and a resumed run
+    can rebuild any epoch. An example stays within its window, which the
+    per-epoch file order and the interleaved reads of several files fill
+    from all over the split.
+    """
+    def permute(window_index, window):
+        window_seed = _fold_in(seed_pair, window_index)
+        return tuple(_permute(part, window_seed) for part in window)
+
+    return examples.ragged_batch(window_size).enumerate().map(permute).unbatch()
+
+
+def _split(document, split):
+    splits = document[manifest.SPLITS]
+    if split not in splits:
+        raise ValueError(f'the preprocess output has no {split!r} split; it has {sorted(splits)}')
+    return splits[split]
+
+
+def _check_mode(captions_per_image):
+    if captions_per_image not in CAPTIONS_PER_IMAGE:
+        raise ValueError(f'captions_per_image must be one of {list(CAPTIONS_PER_IMAGE)}, got {captions_per_image!r}')

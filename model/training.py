@@ -1,0 +1,554 @@
+"""Training of the Show-and-Tell model: a custom loop under a ``tf.distribute`` strategy.
+
+    preprocess output ──input_pipeline──▶ train step ──▶ checkpoints, TensorBoard, validation ──▶ export
+
+One train step, on every replica: the forward pass over its share of the
+batch, the summed loss of its tokens divided by the token count of the whole
+batch (so the step minimises the mean loss per token of the global batch,
+however captions fall on replicas), gradients summed over replicas, clipped to
+a global norm, applied. The default strategy runs it on the CPU or one GPU;
+``MirroredStrategy`` on several GPUs (the default when there are several).
+
+Everything a run writes lives under its model dir (local or gs://)::
+
+  config.json                 the ModelConfig, TrainingConfig, data, encoder and vocabulary size
+  checkpoints/ckpt-STEP       model, optimizer (whose iterations are the global step) and data position
+  logs/train/, logs/val/      TensorBoard scalars: loss, perplexity, learning_rate, steps/s, captions/s
+  export/STEP/                the exported captioner (``model.export``)
+
+Running ``train`` again on a model dir resumes from its latest checkpoint: the
+weights, the optimizer's slots and step (so the learning-rate schedule goes
+on where it stopped) and the position in the data, which ``input_pipeline``
+rebuilds from the seed (so a resumed run sees the examples an uninterrupted
+one would). SIGTERM (a preempted cloud VM) and Ctrl-C stop training after the
+current step with a checkpoint.
+"""
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import signal
+import threading
+import time
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+import img2txt
+from img2txt.model import export as captioner_export, input_pipeline
+from img2txt.model.config import ModelConfig, TrainingConfig
+from img2txt.model.show_and_tell import ShowAndTell, build_optimizer, masked_loss_sum
+from img2txt.schemas import manifest
+
+CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = 'checkpoints'
+LOG_DIR = 'logs'
+EXPORT_DIR = 'export'
+STRATEGIES = ('default', 'mirrored')
+VALIDATION_SPLIT = 'val'
+
+# ModelConfig fields that the training data decides, not the user.
+DATA_MODEL_FIELDS = ('vocab_size', 'feature_dim')
+# What a checkpoint's variables depend on: a run may resume another only if these match.
+_CHECKPOINT_LAYOUT = {
+    'model': ('vocab_size', 'feature_dim', 'embedding_size', 'lstm_units'),
+    'training': ('optimizer',),
+}
+
+# tf.summary.scalar lives in the tensorboard package, which TensorFlow no
+# longer installs; this is the record it writes, which TensorBoard reads as a scalar.
+_SCALAR_METADATA = tf.compat.v1.SummaryMetadata(
+    plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name='scalars'))
+
+_log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a call of ``train`` did."""
+
+    # Global step reached, and the step the run started (resumed) from.
+    step: int
+    start_step: int
+    # 'SIGTERM' or 'SIGINT' when a signal stopped training early, else None.
+    interrupted_by: Optional[str]
+    # Mean loss per token over the run's last logging interval.
+    train_loss: Optional[float]
+    # Loss and perplexity on the validation split at the end (None without one or when interrupted).
+    val_loss: Optional[float]
+    val_perplexity: Optional[float]
+    # Training throughput after the first step (which includes tracing).
+    captions_per_second: Optional[float]
+    # The latest checkpoint's path prefix.
+    checkpoint: str
+    # Where the captioner was exported and its model id (None when interrupted or not asked for).
+    export_dir: Optional[str]
+    model_id: Optional[str]
+    # The trained model, for callers in the same process.
+    model: keras.Model = dataclasses.field(repr=False)
+
+
+def make_strategy(name=None):
+    """Returns a ``tf.distribute`` strategy by name.
+
+    Args:
+      name: 'default' (the CPU or one GPU), 'mirrored' (all GPUs of the
+        machine, or the CPU when there is none) or None: mirrored when
+        several GPUs are visible, else default.
+    """
+    if name is None:
+        name = 'mirrored' if len(tf.config.list_logical_devices('GPU')) > 1 else 'default'
+    if name == 'default':
+        return tf.distribute.get_strategy()
+    if name == 'mirrored':
+        return tf.distribute.MirroredStrategy()
+    raise ValueError(f'strategy must be one of {list(STRATEGIES)}, got {name!r}')
+
+
+def precision_policy(mixed_precision):
+    """The Keras dtype policy that ``train`` uses.
+
+    Mixed precision is 'mixed_float16' with loss scaling on GPUs (every CUDA
+    GPU's tensor cores run float16), and 'mixed_bfloat16' without a GPU:
+    CPUs have no fast float16 arithmetic, some (AVX512-BF16, AMX) have fast
+    bfloat16, and bfloat16 needs no loss scaling.
+    """
+    if not mixed_precision:
+        return 'float32'
+    return 'mixed_float16' if tf.config.list_logical_devices('GPU') else 'mixed_bfloat16'
+
+
+def train(data_dir, model_dir, model_options=None, training_config=None, *, strategy=None, mixed_precision=False,
+          export=True, log=_log.info):
+    """Trains (or goes on training) a Show-and-Tell model on a preprocess output.
+
+    Args:
+      data_dir: the preprocess output (local or gs://).
+      model_dir: where checkpoints, logs, the config and the export go
+        (local or gs://). If it holds checkpoints, training resumes from the
+        latest.
+      model_options: ``ModelConfig`` fields other than ``DATA_MODEL_FIELDS``
+        (which come from the data's manifest), as a dict.
+      training_config: a ``TrainingConfig``; default ``TrainingConfig()``.
+      strategy: 'default', 'mirrored' or None (see ``make_strategy``).
+      mixed_precision: compute in 16 bits, keep weights in 32 (``precision_policy``).
+      export: export the captioner when training ends (not when interrupted).
+      log: called with each progress line.
+
+    Returns:
+      A ``TrainResult``.
+
+    Raises:
+      FileNotFoundError: ``data_dir`` is not a preprocess output.
+      ValueError: bad options, or ``model_dir`` holds checkpoints of a model
+        of another shape, optimizer or encoder.
+    """
+    config = training_config or TrainingConfig()
+    document = input_pipeline.read_manifest(data_dir)
+    model_config = _model_config(document, model_options or {})
+    distribution = make_strategy(strategy)
+    policy = precision_policy(mixed_precision)
+    run_config = _run_config(data_dir, document, model_config, config, distribution, policy)
+    checkpoint_dir = tf.io.gfile.join(model_dir, CHECKPOINT_DIR)
+    if tf.train.latest_checkpoint(checkpoint_dir):
+        _check_resumable(model_dir, run_config)
+    tf.io.gfile.makedirs(model_dir)
+    _write_json(tf.io.gfile.join(model_dir, CONFIG_FILE), run_config)
+
+    # Weights, dropout and the data order all follow from the seed.
+    keras.utils.set_random_seed(config.seed)
+    examples_per_epoch = input_pipeline.examples_per_epoch(document, 'train', config.captions_per_image)
+    with distribution.scope(), _dtype_policy(policy):
+        model = ShowAndTell(model_config)
+        optimizer = _build_optimizer(config, examples_per_epoch / config.batch_size, policy)
+        optimizer.build(model.trainable_variables)
+    # Training examples consumed so far: where the data stream resumes.
+    examples = tf.Variable(0, dtype=tf.int64, trainable=False, name='examples')
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, examples=examples,
+                                     dropout_rng=_random_state(model))
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=config.keep_checkpoints)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        log(f'resuming from step {int(optimizer.iterations.numpy())} ({manager.latest_checkpoint})')
+
+    dataset = input_pipeline.make_dataset(
+        data_dir, 'train', config.batch_size, training=True, seed=config.seed,
+        captions_per_image=config.captions_per_image, num_epochs=config.num_epochs,
+        start_example=int(examples.numpy()), shuffle_window_size=config.shuffle_window_size)
+    train_step = _make_train_step(distribution, model, optimizer, config.clip_gradients, examples)
+    validate = None
+    if input_pipeline.has_split(document, VALIDATION_SPLIT):
+        validate = _make_validation(distribution, model, input_pipeline.make_dataset(
+            data_dir, VALIDATION_SPLIT, config.batch_size, training=False))
+
+    total_steps = math.ceil(config.num_epochs * examples_per_epoch / config.batch_size)
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    loop = _Loop(model_dir, config, optimizer, manager, examples, examples_per_epoch, total_steps, log)
+    with _StopSignals() as stop, loop:
+        loop.run(train_step, iter(distribution.experimental_distribute_dataset(dataset)), validate, stop)
+
+    result = TrainResult(
+        step=loop.step, start_step=loop.start_step, interrupted_by=stop.signal_name, train_loss=loop.train_loss,
+        val_loss=loop.val_loss, val_perplexity=_perplexity(loop.val_loss),
+        captions_per_second=loop.captions_per_second(), checkpoint=manager.latest_checkpoint,
+        export_dir=None, model_id=None, model=model)
+    if stop.signal_name:
+        log(f'stopped by {stop.signal_name} at step {loop.step}; checkpoint {manager.latest_checkpoint}')
+        return result
+    if not export:
+        return result
+    result.export_dir = tf.io.gfile.join(model_dir, EXPORT_DIR, str(loop.step))
+    if tf.io.gfile.exists(result.export_dir):
+        log(f'{result.export_dir} exists: step {loop.step} was exported before')
+    else:
+        restored, _ = restore_model(model_dir)
+        result.model_id = export_model(restored, model_config, document, data_dir, result.export_dir)
+        log(f'exported {result.model_id} to {result.export_dir}')
+    return result
+
+
+def restore_model(model_dir):
+    """Rebuilds the model a model dir's config describes, with its latest checkpoint's weights.
+
+    The model is float32 whatever precision it was trained in, and outside
+    any distribution strategy: what export and evaluation want.
+
+    Returns:
+      ``(model, model_config)``: a ``ShowAndTell`` and its ``ModelConfig``.
+
+    Raises:
+      FileNotFoundError: ``model_dir`` has no config or no checkpoint.
+    """
+    config_path = tf.io.gfile.join(model_dir, CONFIG_FILE)
+    latest = tf.train.latest_checkpoint(tf.io.gfile.join(model_dir, CHECKPOINT_DIR))
+    if not tf.io.gfile.exists(config_path) or not latest:
+        raise FileNotFoundError(f'{model_dir} holds no trained model (no {CONFIG_FILE} or no checkpoint)')
+    model_config = ModelConfig.from_dict(_read_json(config_path)['model'])
+    with _dtype_policy('float32'):
+        model = ShowAndTell(model_config)
+    # expect_partial: the optimizer and data position are not wanted here.
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial().assert_existing_objects_matched()
+    return model, model_config
+
+
+def export_model(model, model_config, document, data_dir, export_dir):
+    """Exports the captioner with ``model.export``; returns its model id.
+
+    The encoder and its weights are those the preprocess manifest names, so
+    the exported captioner computes the features the model was trained on.
+    """
+    return captioner_export.export_captioner(
+        model, model_config, document[manifest.ENCODER]['name'], input_pipeline.read_vocabulary(data_dir, document),
+        export_dir, encoder_weights=document[manifest.OPTIONS].get('encoder_weights'))
+
+
+def _model_config(document, options):
+    """The ModelConfig: the user's options plus the vocabulary size and feature dim of the data."""
+    given = sorted(set(options) & set(DATA_MODEL_FIELDS))
+    if given:
+        raise ValueError(f'{given} come from the training data\'s manifest and cannot be set')
+    return ModelConfig(vocab_size=document[manifest.VOCABULARY]['size'],
+                       feature_dim=document[manifest.ENCODER]['feature_dim'], **options)
+
+
+def _run_config(data_dir, document, model_config, training_config, distribution, policy):
+    """The contents of config.json: what a run was asked to do, on which data."""
+    encoder = document[manifest.ENCODER]
+    return {
+        'model': model_config.to_dict(),
+        'training': training_config.to_dict(),
+        'data': data_dir,
+        'encoder': {'name': encoder['name'], 'id': encoder['id']},
+        'vocabulary_size': document[manifest.VOCABULARY]['size'],
+        'strategy': {'name': type(distribution).__name__, 'replicas': distribution.num_replicas_in_sync},
+        'precision_policy': policy,
+        'img2txt_version': img2txt.__version__,
+    }
+
+
+def _layout(run_config):
+    """What a checkpoint's variables depend on, as flat ``{name: value}``."""
+    layout = {f'{section}.{name}': run_config[section][name]
+              for section, names in _CHECKPOINT_LAYOUT.items() for name in names}
+    layout['encoder'] = run_config['encoder']['id']
+    # Loss scaling adds optimizer variables.
+    layout['loss_scaling'] = run_config['precision_policy'] == 'mixed_float16'
+    return layout
+
+
+def _check_resumable(model_dir, requested):
+    """Raises ValueError if the checkpoints in ``model_dir`` are not of the model ``requested`` describes."""
+    path = tf.io.gfile.join(model_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        raise ValueError(f'{model_dir} has checkpoints but no {CONFIG_FILE}: cannot tell what model they hold')
+    saved, wanted = _layout(_read_json(path)), _layout(requested)
+    differences = [f'{name} {saved[name]!r} -> {wanted[name]!r}' for name in saved if saved[name] != wanted[name]]
+    if differences:
+        raise ValueError(f'{model_dir} holds checkpoints of another model ({"; ".join(differences)}): '
+                         f'use a new --model-dir, or the settings it was trained with')
+
+
+def _random_state(model):
+    """The variables of a model that are not weights: its dropout layers' random generator states.
+
+    A checkpoint of the model alone leaves them out, and a resumed run would
+    draw other dropout masks than an uninterrupted one.
+    """
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def _build_optimizer(config, steps_per_epoch, policy):
+    # The train step clips the gradient summed over replicas itself: Keras
+    # clips each replica's part before summing them, which with several
+    # replicas is not the norm of the batch's gradient.
+    optimizer = build_optimizer(dataclasses.replace(config, clip_gradients=0.0), steps_per_epoch)
+    if policy == 'mixed_float16':
+        optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def _make_train_step(strategy, model, optimizer, clip_norm, examples):
+    """A ``tf.function`` that trains on the iterator's next batch.
+
+    It returns the batch's summed token loss, token count and caption count
+    (over all replicas), and adds the caption count to ``examples``.
+    """
+    variables = model.trainable_variables
+    num_replicas = strategy.num_replicas_in_sync
+    loss_scaling = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
+
+    def replica_step(inputs, target_ids):
+        context = tf.distribute.get_replica_context()
+        with tf.GradientTape() as tape:
+            logits = model(inputs, training=True)
+            loss_sum, num_tokens = masked_loss_sum(target_ids, logits)
+            loss = tf.math.divide_no_nan(loss_sum, context.all_reduce(tf.distribute.ReduceOp.SUM, num_tokens))
+            scaled_loss = optimizer.scale_loss(loss)
+        gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, tape.gradient(scaled_loss, variables))
+        if clip_norm:
+            # Clipping commutes with loss scaling when the threshold scales too.
+            scale = optimizer.dynamic_scale if loss_scaling else 1.0
+            gradients, _ = tf.clip_by_global_norm(gradients, clip_norm * scale)
+        if num_replicas > 1:
+            # The optimizer sums the replicas' gradients again, and each already holds the sum.
+            # Exact global-norm clipping costs this second all-reduce (about 13M weights at
+            # im2txt's sizes with a 10k vocabulary).
+            gradients = [_scale(g, 1.0 / num_replicas) for g in gradients]
+        optimizer.apply_gradients(zip(gradients, variables))
+        return loss_sum, num_tokens, tf.shape(target_ids, out_type=tf.int64)[0]
+
+    @tf.function
+    def train_step(iterator):
+        inputs, target_ids = next(iterator)
+        totals = strategy.run(replica_step, args=(inputs, target_ids))
+        loss_sum, num_tokens, num_captions = (strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None)
+                                              for t in totals)
+        examples.assign_add(num_captions)
+        return loss_sum, num_tokens, num_captions
+
+    return train_step
+
+
+def _make_validation(strategy, model, dataset):
+    """A ``tf.function`` returning the summed token loss and token count over all of ``dataset``."""
+    distributed = strategy.experimental_distribute_dataset(dataset)
+
+    def replica_step(inputs, target_ids):
+        return masked_loss_sum(target_ids, model(inputs, training=False))
+
+    @tf.function
+    def validate():
+        loss_sum, num_tokens = tf.constant(0.0), tf.constant(0.0)
+        for inputs, target_ids in distributed:
+            batch_loss, batch_tokens = strategy.run(replica_step, args=(inputs, target_ids))
+            loss_sum += strategy.reduce(tf.distribute.ReduceOp.SUM, batch_loss, axis=None)
+            num_tokens += strategy.reduce(tf.distribute.ReduceOp.SUM, batch_tokens, axis=None)
+        return loss_sum, num_tokens
+
+    return validate
+
+
+class _Totals:
+    """Summed token losses, tokens and captions of some steps, and when the first of them started."""
+
+    def __init__(self, step):
+        self.step = step
+        self.started = time.perf_counter()
+        self.loss_sum = self.num_tokens = 0.0
+        self.num_captions = 0
+
+    def add(self, loss_sum, num_tokens, num_captions):
+        self.loss_sum += loss_sum
+        self.num_tokens += num_tokens
+        self.num_captions += num_captions
+
+    def loss(self):
+        """Mean loss per token."""
+        return self.loss_sum / max(self.num_tokens, 1.0)
+
+
+class _Loop:
+    """The step loop and its periodic work: progress, TensorBoard, checkpoints, validation."""
+
+    def __init__(self, model_dir, config, optimizer, manager, examples, examples_per_epoch, total_steps, log):
+        self._config = config
+        self._optimizer = optimizer
+        self._manager = manager
+        self._examples = examples
+        self._examples_per_epoch = examples_per_epoch
+        self._total_steps = total_steps
+        self._log = log
+        self._writers = {split: tf.summary.create_file_writer(tf.io.gfile.join(model_dir, LOG_DIR, split))
+                         for split in ('train', 'val')}
+        self.step = self.start_step = int(optimizer.iterations.numpy())
+        self._saved_step = self.step if manager.latest_checkpoint else None
+        self._validated_step = None
+        self.train_loss = self.val_loss = None
+        self._interval = _Totals(self.step)  # Since the last progress report.
+        self._timed = None  # Since the end of the first step, which includes tracing.
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        for writer in self._writers.values():
+            writer.close()
+
+    def run(self, train_step, iterator, validate, stop):
+        """Trains until the data or ``max_steps`` runs out or ``stop`` is set, then checkpoints."""
+        max_steps = self._config.max_steps
+        while stop.signal_name is None and (max_steps is None or self.step < max_steps):
+            try:
+                totals = [t.numpy().item() for t in train_step(iterator)]
+            except tf.errors.OutOfRangeError:
+                break
+            self._interval.add(*totals)
+            if self._timed is None:
+                self._timed = _Totals(self.step)
+            else:
+                self._timed.add(*totals)
+            step = int(self._optimizer.iterations.numpy())
+            if step == self.step:
+                continue  # Loss scaling skipped the update: nothing new to report.
+            self.step = step
+            if step % self._config.log_every_steps == 0:
+                self._report()
+            if step % self._config.checkpoint_every_steps == 0:
+                self._save()
+            if validate and self._config.validation_every_steps and step % self._config.validation_every_steps == 0:
+                self._validate(validate)
+        if self._interval.num_captions:
+            self._report()
+        self._save()
+        if validate and stop.signal_name is None and self._validated_step != self.step:
+            self._validate(validate)
+
+    def captions_per_second(self):
+        """Training captions per second after the first step; None if it ran one step or none."""
+        if self._timed is None or not self._timed.num_captions:
+            return None
+        return self._timed.num_captions / (time.perf_counter() - self._timed.started)
+
+    def _report(self):
+        interval = self._interval
+        seconds = time.perf_counter() - interval.started
+        self.train_loss = interval.loss()
+        learning_rate = float(tf.convert_to_tensor(self._optimizer.learning_rate))
+        steps_per_second = (self.step - interval.step) / seconds
+        captions_per_second = interval.num_captions / seconds
+        epoch = int(self._examples.numpy()) / self._examples_per_epoch
+        self._log(f'step {self.step}/{self._total_steps} (epoch {epoch:.2f}): loss {self.train_loss:.4f}, '
+                  f'learning rate {learning_rate:.3g}, {steps_per_second:.2f} steps/s, '
+                  f'{captions_per_second:.1f} captions/s')
+        _write_scalars(self._writers['train'], self.step, {
+            'loss': self.train_loss, 'perplexity': _perplexity(self.train_loss), 'learning_rate': learning_rate,
+            'steps_per_second': steps_per_second, 'captions_per_second': captions_per_second})
+        self._interval = _Totals(self.step)
+
+    def _save(self):
+        if self._saved_step != self.step:
+            self._manager.save(checkpoint_number=self.step)
+            self._saved_step = self.step
+
+    def _validate(self, validate):
+        loss_sum, num_tokens = (float(t) for t in validate())
+        self.val_loss = loss_sum / max(num_tokens, 1.0)
+        self._validated_step = self.step
+        self._log(f'validation at step {self.step}: loss {self.val_loss:.4f}, '
+                  f'perplexity {_perplexity(self.val_loss):.2f} ({int(num_tokens)} words)')
+        _write_scalars(self._writers['val'], self.step,
+                       {'loss': self.val_loss, 'perplexity': _perplexity(self.val_loss)})
+
+
+class _StopSignals:
+    """Turns SIGTERM and SIGINT into a request to stop after the current step.
+
+    A cloud VM about to be preempted sends SIGTERM and waits a little;
+    stopping between steps leaves a checkpoint that resumes exactly. A second
+    signal of the same kind acts as it would without this (Ctrl-C twice
+    aborts at once).
+    """
+
+    _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signal_name = None
+        self._previous = {}
+
+    def __enter__(self):
+        # Python lets only the main thread install handlers; elsewhere signals keep their usual effect.
+        if threading.current_thread() is threading.main_thread():
+            for signum in self._SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal_name = signal.Signals(signum).name
+        signal.signal(signum, self._previous[signum])
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _dtype_policy(name):
+    """Builds layers under a Keras dtype policy; they keep it after the block."""
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+
+
+def _scale(gradient, factor):
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
+
+
+def _perplexity(loss):
+    # exp overflows float64 above ~709; such a model is untrained anyway.
+    return None if loss is None else math.exp(min(loss, 700.0))
+
+
+def _write_scalars(writer, step, scalars):
+    with writer.as_default(step=step):
+        for name, value in scalars.items():
+            tf.summary.write(name, tf.constant(value, tf.float32), metadata=_SCALAR_METADATA)
+    writer.flush()
+
+
+def _read_json(path):
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _write_json(path, value):
+    with tf.io.gfile.GFile(path, 'w') as f:
+        f.write(json.dumps(value, indent=2, sort_keys=True) + '\n')

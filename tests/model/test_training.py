@@ -1,0 +1,218 @@
+"""The training loop on real TFRecords: learning, TensorBoard, checkpoints and resume, strategies, precision."""
+import glob
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from img2txt.model import beam_search, training
+from img2txt.model.config import TrainingConfig
+from test_input_pipeline import random_images, write_training_data
+
+TINY = dict(embedding_size=16, lstm_units=16)
+
+
+def scalars(model_dir, split):
+    """{tag: {step: value}} of the TensorBoard event files of one split."""
+    values = {}
+    for path in glob.glob(os.path.join(model_dir, training.LOG_DIR, split, 'events.out.tfevents.*')):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                assert value.metadata.plugin_data.plugin_name == 'scalars'
+                values.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return values
+
+
+def weights(model):
+    return [v.numpy() for v in model.weights]
+
+
+@pytest.fixture
+def exports(monkeypatch):
+    """Stands in for model.export (its own tests cover it, with a real encoder): records the calls."""
+    calls = []
+
+    def export_model(model, model_config, document, data_dir, export_dir):
+        calls.append((model, model_config, export_dir))
+        os.makedirs(export_dir)
+        return f'show_and_tell@{len(calls):012d}'
+
+    monkeypatch.setattr(training, 'export_model', export_model)
+    return calls
+
+
+@pytest.fixture(scope='module')
+def images():
+    return random_images(8, 1, feature_dim=16)
+
+
+@pytest.fixture(scope='module')
+def overfit(tmp_path_factory, images):
+    """A model trained until it knows 8 images' captions; the val split is the same images."""
+    root = tmp_path_factory.mktemp('overfit')
+    data = write_training_data(root / 'data', {'train': images, 'val': images})
+    config = TrainingConfig(batch_size=8, optimizer='adam', learning_rate=0.01, num_epochs=100,
+                            log_every_steps=25, validation_every_steps=50, checkpoint_every_steps=40)
+    lines = []
+    with pytest.MonkeyPatch.context() as mp:
+        calls = []
+        mp.setattr(training, 'export_model', lambda *args: calls.append(args) or 'show_and_tell@000000000001')
+        result = training.train(data, str(root / 'model'), dict(embedding_size=64, lstm_units=64,
+                                                                lstm_dropout_keep_prob=0.9),
+                                config, log=lines.append)
+    return result, str(root / 'model'), data, lines, calls
+
+
+def test_trained_model_reproduces_its_captions(overfit, images):
+    result, *_ = overfit
+    assert result.step == 100 and result.interrupted_by is None
+    features = np.stack([f for _, f, _ in images])
+    found = beam_search.beam_search(result.model, features, beam_size=3, max_length=8)
+    best = [list(ids[0, :length[0]]) for ids, length in zip(found.token_ids.numpy(), found.lengths.numpy())]
+    reproduced = [b == captions[0] for b, (_, _, captions) in zip(best, images)]
+    assert np.mean(reproduced) >= 0.9, list(zip(best, [c[0] for _, _, c in images]))
+    assert result.val_loss < 0.05 and result.val_perplexity == pytest.approx(np.exp(result.val_loss))
+
+
+def test_progress_tensorboard_and_config(overfit):
+    result, model_dir, data, lines, _ = overfit
+    assert lines[0].startswith('step 25/100 (epoch 25.00): loss ')
+    assert any(line.startswith('validation at step 100: loss ') for line in lines)
+    train = scalars(model_dir, 'train')
+    assert set(train) == {'loss', 'perplexity', 'learning_rate', 'steps_per_second', 'captions_per_second'}
+    assert sorted(train['loss']) == [25, 50, 75, 100]
+    assert train['loss'][100] < train['loss'][25]
+    assert train['perplexity'][100] == pytest.approx(np.exp(train['loss'][100]), rel=1e-5)
+    assert train['learning_rate'][25] == pytest.approx(0.01)
+    val = scalars(model_dir, 'val')
+    assert sorted(val['loss']) == [50, 100]
+    assert val['loss'][100] == pytest.approx(result.val_loss, rel=1e-6)
+    assert val['perplexity'][100] == pytest.approx(result.val_perplexity, rel=1e-5)
+
+    saved = json.loads(open(os.path.join(model_dir, training.CONFIG_FILE)).read())
+    assert saved['model']['vocab_size'] == 20 and saved['model']['feature_dim'] == 16
+    assert saved['model']['lstm_units'] == 64 and saved['training']['optimizer'] == 'adam'
+    assert saved['data'] == data and saved['encoder']['id'] == 'efficientnet_lite0@test'
+    assert saved['precision_policy'] == 'float32' and saved['strategy']['replicas'] == 1
+    assert [os.path.basename(p) for p in sorted(glob.glob(os.path.join(model_dir, 'checkpoints', '*.index')))] == [
+        'ckpt-100.index', 'ckpt-40.index', 'ckpt-80.index']
+
+
+def test_export_gets_the_checkpointed_model(overfit):
+    result, model_dir, data, lines, calls = overfit
+    [(model, model_config, document, data_dir, export_dir)] = calls
+    assert export_dir == os.path.join(model_dir, 'export', '100') == result.export_dir
+    assert data_dir == data and document['encoder']['name'] == 'efficientnet_lite0'
+    assert model is not result.model and model.dtype_policy.name == 'float32'
+    for restored, trained in zip(weights(model), weights(result.model)):
+        np.testing.assert_array_equal(restored, trained)
+    assert model_config == result.model.config
+    assert result.model_id == 'show_and_tell@000000000001'
+
+
+@pytest.fixture(scope='module')
+def resumable(tmp_path_factory):
+    """8 images with 2 captions each, one caption per epoch, batches of 3 (epochs end mid-batch)."""
+    return write_training_data(tmp_path_factory.mktemp('resumable'), {'train': random_images(8, 2, feature_dim=16)})
+
+
+# SGD at im2txt's rate halves every int(8 / 3 * 1) = 2 steps; dropout is on.
+RESUME_CONFIG = dict(batch_size=3, captions_per_image='one', num_epochs_per_decay=1.0, num_epochs=100,
+                     checkpoint_every_steps=2, log_every_steps=1, seed=7)
+
+
+def test_resumed_run_continues_the_schedule_and_ends_like_an_uninterrupted_one(resumable, tmp_path, exports):
+    interrupted = str(tmp_path / 'interrupted')
+    first = training.train(resumable, interrupted, TINY, TrainingConfig(max_steps=5, **RESUME_CONFIG))
+    assert (first.step, first.start_step) == (5, 0)
+    assert tf.train.latest_checkpoint(os.path.join(interrupted, 'checkpoints')).endswith('ckpt-5')
+    lines = []
+    resumed = training.train(resumable, interrupted, TINY, TrainingConfig(max_steps=9, **RESUME_CONFIG),
+                             log=lines.append)
+    assert (resumed.step, resumed.start_step) == (9, 5)
+    assert lines[0].startswith('resuming from step 5 (')
+    rates = scalars(interrupted, 'train')['learning_rate']
+    assert sorted(rates) == list(range(1, 10))
+    for step, rate in rates.items():  # The rate for the step after `step`.
+        assert rate == pytest.approx(2.0 * 0.5 ** (step // 2)), step
+    assert [e[2] for e in exports] == [os.path.join(interrupted, 'export', '5'),
+                                       os.path.join(interrupted, 'export', '9')]
+
+    straight = training.train(resumable, str(tmp_path / 'straight'), TINY, TrainingConfig(max_steps=9, **RESUME_CONFIG))
+    # Same data, same dropout masks, same updates: bit for bit on a CPU.
+    for a, b in zip(weights(resumed.model), weights(straight.model)):
+        np.testing.assert_array_equal(a, b)
+
+    mirrored = training.train(resumable, str(tmp_path / 'mirrored'), TINY, TrainingConfig(max_steps=9, **RESUME_CONFIG),
+                              strategy='mirrored')
+    saved = json.loads(open(os.path.join(tmp_path, 'mirrored', training.CONFIG_FILE)).read())
+    assert saved['strategy'] == {'name': 'MirroredStrategy', 'replicas': 1}
+    assert mirrored.train_loss == pytest.approx(straight.train_loss, rel=1e-5)
+    for a, b in zip(weights(mirrored.model), weights(straight.model)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_refuses_to_resume_another_model(resumable, tmp_path, exports):
+    model_dir = str(tmp_path / 'model')
+    training.train(resumable, model_dir, TINY, TrainingConfig(max_steps=1, **RESUME_CONFIG))
+    with pytest.raises(ValueError, match=r'holds checkpoints of another model \(model.lstm_units 16 -> 32\)'):
+        training.train(resumable, model_dir, {**TINY, 'lstm_units': 32}, TrainingConfig(max_steps=2, **RESUME_CONFIG))
+    with pytest.raises(ValueError, match=r"training.optimizer 'sgd' -> 'adam'"):
+        training.train(resumable, model_dir, TINY, TrainingConfig(max_steps=2, optimizer='adam',
+                                                                  **RESUME_CONFIG))
+    with pytest.raises(ValueError, match=r"\['vocab_size'\] come from the training data"):
+        training.train(resumable, str(tmp_path / 'other'), {'vocab_size': 30})
+    with pytest.raises(FileNotFoundError, match='has no manifest.json'):
+        training.train(str(tmp_path / 'nowhere'), model_dir)
+
+
+@pytest.mark.parametrize('policy', ['mixed_bfloat16', 'mixed_float16'])
+def test_mixed_precision(resumable, tmp_path, exports, monkeypatch, policy):
+    # Without a GPU train picks bfloat16; float16 with loss scaling (the GPU choice) also runs on a CPU.
+    monkeypatch.setattr(training, 'precision_policy', lambda mixed_precision: policy)
+    result = training.train(resumable, str(tmp_path / 'model'), TINY, TrainingConfig(max_steps=4, **RESUME_CONFIG),
+                            mixed_precision=True)
+    assert result.model.lstm.compute_dtype == policy.split('_')[1]
+    assert all(v.dtype == 'float32' for v in result.model.trainable_variables)
+    assert np.isfinite(result.train_loss)
+    [(exported, _, _)] = exports
+    assert exported.lstm.compute_dtype == 'float32'
+    saved = json.loads(open(os.path.join(tmp_path, 'model', training.CONFIG_FILE)).read())
+    assert saved['precision_policy'] == policy
+
+
+# Two logical CPUs must be configured before TensorFlow starts, so this runs in a fresh process.
+# Batches of 5 split 3 + 2 over the replicas, so their token counts differ. Plain SGD shows a
+# wrong gradient scale (replicas summed twice, say); a clipping norm below every gradient's norm
+# shows a wrong direction (each replica's part clipped alone, or losses averaged per replica).
+_TWO_REPLICAS = textwrap.dedent('''
+    import json
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    [cpu] = tf.config.list_physical_devices('CPU')
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from img2txt.model import training
+    from img2txt.model.config import TrainingConfig
+    data, model_dir = sys.argv[1:]
+    options = dict(embedding_size=16, lstm_units=16, lstm_dropout_keep_prob=1.0)
+    for clip in (0.0, 0.01):
+        config = TrainingConfig(batch_size=5, max_steps=3, clip_gradients=clip, learning_rate=1.0, seed=3)
+        one = training.train(data, f'{model_dir}/one{clip}', options, config, strategy='default', export=False)
+        two = training.train(data, f'{model_dir}/two{clip}', options, config, strategy='mirrored', export=False)
+        assert json.load(open(f'{model_dir}/two{clip}/config.json'))['strategy']['replicas'] == 2
+        for a, b in zip(one.model.weights, two.model.weights):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+    print('same weights')
+''')
+
+
+def test_two_replicas_train_like_one(resumable, tmp_path):
+    result = subprocess.run([sys.executable, '-c', _TWO_REPLICAS, resumable, str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and 'same weights' in result.stdout, result.stderr[-3000:]
