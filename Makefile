@@ -25,7 +25,7 @@ demo: $(INSTALLED)
 	$(BIN)/img2txt demo
 
 bench: $(INSTALLED)
-	$(BIN)/python benchmarks/decode.py
+	for b in decode preprocess train beam; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info
