@@ -17,7 +17,6 @@ Target: the pipeline reaches at least 70% of encoder-only throughput.
     .venv/bin/python benchmarks/preprocess.py [--images 400] [--beam-args="--direct_running_mode=multi_processing --direct_num_workers=2"]
 """
 import argparse
-import io
 import json
 import os
 import shlex

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,10 +14,7 @@ import yaml
 from img2txt.jobs import cli, vertex
 from img2txt.model import export
 from img2txt.schemas import captioner
-
-# The training-data helper lives with the input pipeline's tests.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'model'))
-from test_input_pipeline import random_images, write_training_data  # noqa: E402
+from training_data import random_images, write_training_data
 
 TINY_FLAGS = ['--embedding-size', '16', '--lstm-units', '16', '--batch-size', '4']
 

@@ -7,57 +7,9 @@ import pytest
 import tensorflow as tf
 
 from img2txt.model import input_pipeline
-from img2txt.schemas import manifest, training_records, vocabulary
+from img2txt.schemas import manifest, vocabulary
 from img2txt.schemas.vocabulary import END_ID, PAD_ID, START_ID
-
-
-def write_training_data(root, splits, *, feature_dtype='float32', vocab_size=20, shards=1):
-    """Writes what ``img2txt preprocess`` would: shards, vocab.txt and manifest.json. Returns ``str(root)``.
-
-    ``splits`` maps a split name to its images, each ``(image_id, features,
-    [caption ids, ...])``. Shard i of a split holds every ``shards``-th image
-    from image i.
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    feature_dim = len(splits['train'][0][1])
-    split_counts = {}
-    for split, images in splits.items():
-        (root / split).mkdir(exist_ok=True)
-        for shard in range(shards):
-            records = [training_records.encode(image_id, features, captions, feature_dtype)
-                       for image_id, features, captions in images[shard::shards]]
-            (root / training_records.shard_name(split, shard, shards)).write_bytes(
-                b''.join(training_records.frame(r) for r in records))
-        split_counts[split] = {'images': len(images), 'captions': sum(len(c) for _, _, c in images),
-                               'shards': shards, 'pattern': training_records.shard_pattern(split)}
-    words = [f'word{i}' for i in range(vocab_size - vocabulary.NUM_RESERVED)]
-    (root / vocabulary.VOCABULARY_FILE).write_text('\n'.join(vocabulary.RESERVED_TOKENS + tuple(words)) + '\n')
-    document = {
-        manifest.FORMAT: manifest.FORMAT_VERSION, manifest.JOB: 'preprocess', manifest.VERSION: '0.1.0',
-        manifest.INPUTS: {}, manifest.OPTIONS: {'encoder_weights': None}, manifest.COUNTS: {},
-        manifest.STARTED_AT: '', manifest.FINISHED_AT: '', manifest.DATASET: 'jsonl',
-        manifest.ENCODER: {'name': 'efficientnet_lite0', 'id': 'efficientnet_lite0@test', 'feature_dim': feature_dim},
-        manifest.FEATURE_DTYPE: feature_dtype,
-        manifest.VOCABULARY: {'file': vocabulary.VOCABULARY_FILE, 'size': vocab_size, 'min_count': 1},
-        manifest.SPLITS: split_counts, manifest.ERRORS: 'errors/errors-*.parquet',
-    }
-    (root / manifest.FILE_NAME).write_text(manifest.dumps(document))
-    return str(root)
-
-
-def random_images(num_images, captions_per_image=1, *, feature_dim=8, vocab_size=20, seed=0, prefix='img'):
-    """Images with random features and distinct random captions of 2-5 words."""
-    rng = np.random.default_rng(seed)
-    images, seen = [], set()
-    while len(images) < num_images:
-        captions = []
-        while len(captions) < captions_per_image:
-            caption = tuple(int(w) for w in rng.integers(vocabulary.NUM_RESERVED, vocab_size, rng.integers(2, 6)))
-            if caption not in seen:
-                seen.add(caption)
-                captions.append(list(caption))
-        images.append((f'{prefix}{len(images):03d}', rng.normal(size=feature_dim).astype(np.float32), captions))
-    return images
+from training_data import random_images, write_training_data
 
 
 def batches(dataset):

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from img2txt.model import beam_search, training
 from img2txt.model.config import TrainingConfig
-from test_input_pipeline import random_images, write_training_data
+from training_data import random_images, write_training_data
 
 TINY = dict(embedding_size=16, lstm_units=16)
 
