@@ -46,11 +46,15 @@ def write_synthetic_data(root, num_images, captions_per_image, feature_dim, voca
         manifest.FORMAT: manifest.FORMAT_VERSION, manifest.JOB: 'preprocess', manifest.VERSION: 'benchmark',
         manifest.INPUTS: {}, manifest.OPTIONS: {}, manifest.COUNTS: {}, manifest.STARTED_AT: '',
         manifest.FINISHED_AT: '', manifest.DATASET: 'synthetic', manifest.ERRORS: '',
-        manifest.ENCODER: {'name': 'efficientnet_lite0', 'id': 'synthetic', 'feature_dim': feature_dim},
+        manifest.ENCODER: {manifest.ENCODER_NAME: 'efficientnet_lite0', manifest.ENCODER_ID: 'synthetic',
+                           manifest.ENCODER_FEATURE_DIM: feature_dim},
         manifest.FEATURE_DTYPE: feature_dtype,
-        manifest.VOCABULARY: {'file': vocabulary.VOCABULARY_FILE, 'size': vocab_size, 'min_count': 1},
-        manifest.SPLITS: {'train': {'images': num_images, 'captions': num_images * captions_per_image,
-                                    'shards': shards, 'pattern': training_records.shard_pattern('train')}},
+        manifest.VOCABULARY: {manifest.VOCABULARY_PATH: vocabulary.VOCABULARY_FILE, manifest.VOCABULARY_SIZE: vocab_size,
+                              manifest.VOCABULARY_MIN_COUNT: 1},
+        manifest.SPLITS: {'train': {manifest.SPLIT_IMAGES: num_images,
+                                    manifest.SPLIT_CAPTIONS: num_images * captions_per_image,
+                                    manifest.SPLIT_SHARDS: shards,
+                                    manifest.SPLIT_PATTERN: training_records.shard_pattern('train')}},
     }
     with open(os.path.join(root, manifest.FILE_NAME), 'w') as f:
         f.write(manifest.dumps(document))

@@ -77,7 +77,7 @@ def run(args, beam_args):
     counts = result[manifest.COUNTS]
     print(f'3/5 preprocess: {counts[manifest.IMAGES_WRITTEN]} images and {counts[manifest.CAPTIONS_WRITTEN]} '
           f'captions written, {counts[manifest.IMAGES_FAILED]} failed; vocabulary of '
-          f'{result[manifest.VOCABULARY]["size"]} tokens -> {data}')
+          f'{result[manifest.VOCABULARY][manifest.VOCABULARY_SIZE]} tokens -> {data}')
 
     trained = training.train(
         data, os.path.join(args.workdir, 'model'),

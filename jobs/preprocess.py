@@ -23,6 +23,6 @@ def run(args, beam_args):
         print('dry run: the job graph was built and validated; nothing ran')
         return 0
     print(json.dumps({'output': args.output, 'counts': result[manifest.COUNTS],
-                      'splits': {s: v['images'] for s, v in result[manifest.SPLITS].items()},
-                      'vocabulary_size': result[manifest.VOCABULARY]['size']}, indent=2))
+                      'splits': {s: v[manifest.SPLIT_IMAGES] for s, v in result[manifest.SPLITS].items()},
+                      'vocabulary_size': result[manifest.VOCABULARY][manifest.VOCABULARY_SIZE]}, indent=2))
     return 0

@@ -26,6 +26,7 @@ import tensorflow as tf
 from img2txt.model import efficientnet_lite
 from img2txt.model import torch_checkpoint
 from img2txt.model.input_spec import InputSpec
+from img2txt.schemas import manifest
 
 _LOG = logging.getLogger(__name__)
 
@@ -99,6 +100,12 @@ class Encoder:
                                      reduce_retracing=True, autograph=False)
         self._logits = tf.function(lambda x: model(x, training=False)['logits'],
                                    reduce_retracing=True, autograph=False)
+
+    def describe(self):
+        """The encoder as manifests and exports record it (``schemas.manifest.ENCODER``)."""
+        return {manifest.ENCODER_NAME: self.name, manifest.ENCODER_ID: self.id,
+                manifest.ENCODER_FEATURE_DIM: self.feature_dim,
+                manifest.ENCODER_INPUT_SPEC: dataclasses.asdict(self.input_spec)}
 
     def __repr__(self):
         return f'Encoder({self.id}, input {self.input_spec.size}px, {self.feature_dim}-d)'

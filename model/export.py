@@ -19,7 +19,6 @@ The model id is a content hash of everything that decides a caption (the
 variables of both models, the vocabulary, the config), so exporting the same
 weights twice gives the same id, and any change to them a new one.
 """
-import dataclasses
 import functools
 import hashlib
 import json
@@ -94,9 +93,7 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
     config = {
         captioner.CONFIG_FORMAT: captioner.FORMAT_VERSION,
         captioner.CONFIG_MODEL: model_config.to_dict(),
-        captioner.CONFIG_ENCODER: {
-            'name': encoder.name, 'id': encoder.id, 'feature_dim': encoder.feature_dim,
-            'input_spec': dataclasses.asdict(encoder.input_spec)},
+        captioner.CONFIG_ENCODER: encoder.describe(),
     }
     config_json = json.dumps(config, indent=2, sort_keys=True) + '\n'
     # Weights, not all variables: the dropout layers' random-generator state

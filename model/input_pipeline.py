@@ -53,7 +53,7 @@ def read_manifest(data_dir):
 
 def read_vocabulary(data_dir, document):
     """The token list of the vocabulary file a preprocess manifest names (``schemas.vocabulary``)."""
-    with tf.io.gfile.GFile(tf.io.gfile.join(data_dir, document[manifest.VOCABULARY]['file'])) as f:
+    with tf.io.gfile.GFile(tf.io.gfile.join(data_dir, document[manifest.VOCABULARY][manifest.VOCABULARY_PATH])) as f:
         return vocabulary.read(f.read().splitlines())
 
 
@@ -66,7 +66,7 @@ def examples_per_epoch(document, split, captions_per_image):
     """Examples in one pass over ``split``: its captions ('all') or its images ('one')."""
     _check_mode(captions_per_image)
     counts = _split(document, split)
-    return counts['captions' if captions_per_image == 'all' else 'images']
+    return counts[manifest.SPLIT_CAPTIONS if captions_per_image == 'all' else manifest.SPLIT_IMAGES]
 
 
 def make_dataset(data_dir, split, batch_size, *, training, seed=0, captions_per_image='all', num_epochs=1,
@@ -103,11 +103,11 @@ def make_dataset(data_dir, split, batch_size, *, training, seed=0, captions_per_
     if not (isinstance(batch_size, int) and batch_size > 0):
         raise ValueError(f'batch_size must be a positive integer, got {batch_size!r}')
     document = read_manifest(data_dir)
-    pattern = tf.io.gfile.join(data_dir, _split(document, split)['pattern'])
+    pattern = tf.io.gfile.join(data_dir, _split(document, split)[manifest.SPLIT_PATTERN])
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
         raise FileNotFoundError(f'no {split} records in {data_dir}: nothing matches {pattern}')
-    feature_dim = document[manifest.ENCODER]['feature_dim']
+    feature_dim = document[manifest.ENCODER][manifest.ENCODER_FEATURE_DIM]
     feature_dtype = document[manifest.FEATURE_DTYPE]
 
     def read(file_names):

@@ -241,7 +241,7 @@ def export_model(model, model_config, document, data_dir, export_dir):
     the exported captioner computes the features the model was trained on.
     """
     return captioner_export.export_captioner(
-        model, model_config, document[manifest.ENCODER]['name'], input_pipeline.read_vocabulary(data_dir, document),
+        model, model_config, document[manifest.ENCODER][manifest.ENCODER_NAME], input_pipeline.read_vocabulary(data_dir, document),
         export_dir, encoder_weights=document[manifest.OPTIONS].get('encoder_weights'))
 
 
@@ -250,8 +250,8 @@ def _model_config(document, options):
     given = sorted(set(options) & set(DATA_MODEL_FIELDS))
     if given:
         raise ValueError(f'{given} come from the training data\'s manifest and cannot be set')
-    return ModelConfig(vocab_size=document[manifest.VOCABULARY]['size'],
-                       feature_dim=document[manifest.ENCODER]['feature_dim'], **options)
+    return ModelConfig(vocab_size=document[manifest.VOCABULARY][manifest.VOCABULARY_SIZE],
+                       feature_dim=document[manifest.ENCODER][manifest.ENCODER_FEATURE_DIM], **options)
 
 
 def _run_config(data_dir, document, model_config, training_config, distribution, policy):
@@ -261,8 +261,8 @@ def _run_config(data_dir, document, model_config, training_config, distribution,
         'model': model_config.to_dict(),
         'training': training_config.to_dict(),
         'data': data_dir,
-        'encoder': {'name': encoder['name'], 'id': encoder['id']},
-        'vocabulary_size': document[manifest.VOCABULARY]['size'],
+        'encoder': {manifest.ENCODER_NAME: encoder[manifest.ENCODER_NAME], manifest.ENCODER_ID: encoder[manifest.ENCODER_ID]},
+        'vocabulary_size': document[manifest.VOCABULARY][manifest.VOCABULARY_SIZE],
         'strategy': {'name': type(distribution).__name__, 'replicas': distribution.num_replicas_in_sync},
         'precision_policy': policy,
         'img2txt_version': img2txt.__version__,
@@ -273,7 +273,7 @@ def _layout(run_config):
     """What a checkpoint's variables depend on, as flat ``{name: value}``."""
     layout = {f'{section}.{name}': run_config[section][name]
               for section, names in _CHECKPOINT_LAYOUT.items() for name in names}
-    layout['encoder'] = run_config['encoder']['id']
+    layout['encoder'] = run_config['encoder'][manifest.ENCODER_ID]
     # Loss scaling adds optimizer variables.
     layout['loss_scaling'] = run_config['precision_policy'] == 'mixed_float16'
     return layout

@@ -368,13 +368,13 @@ def _finish(config, encoder, transform_dir, counts, started):
     for split in ALL_SPLITS:
         if counts.get(f'images_written/{split}'):
             splits[split] = {
-                'images': counts[f'images_written/{split}'],
-                'captions': counts.get(f'captions_written/{split}', 0),
-                'shards': counts[f'shards/{split}'],
-                'pattern': training_records.shard_pattern(split),
+                manifest.SPLIT_IMAGES: counts[f'images_written/{split}'],
+                manifest.SPLIT_CAPTIONS: counts.get(f'captions_written/{split}', 0),
+                manifest.SPLIT_SHARDS: counts[f'shards/{split}'],
+                manifest.SPLIT_PATTERN: training_records.shard_pattern(split),
             }
-    images_written = sum(s['images'] for s in splits.values())
-    captions_written = sum(s['captions'] for s in splits.values())
+    images_written = sum(s[manifest.SPLIT_IMAGES] for s in splits.values())
+    captions_written = sum(s[manifest.SPLIT_CAPTIONS] for s in splits.values())
     result_counts = {
         manifest.IMAGES_READ: counts.get('images_read', 0),
         manifest.IMAGES_WRITTEN: images_written,
@@ -395,11 +395,11 @@ def _finish(config, encoder, transform_dir, counts, started):
         manifest.STARTED_AT: started.isoformat(),
         manifest.FINISHED_AT: datetime.datetime.now(datetime.timezone.utc).isoformat(),
         manifest.DATASET: config.dataset,
-        manifest.ENCODER: {'name': encoder.name, 'id': encoder.id, 'feature_dim': encoder.feature_dim,
-                           'input_spec': dataclasses.asdict(encoder.input_spec)},
+        manifest.ENCODER: encoder.describe(),
         manifest.FEATURE_DTYPE: config.feature_dtype,
-        manifest.VOCABULARY: {'file': vocabulary.VOCABULARY_FILE, 'size': len(tokens),
-                              'min_count': config.min_word_count},
+        manifest.VOCABULARY: {manifest.VOCABULARY_PATH: vocabulary.VOCABULARY_FILE,
+                              manifest.VOCABULARY_SIZE: len(tokens),
+                              manifest.VOCABULARY_MIN_COUNT: config.min_word_count},
         manifest.SPLITS: splits,
         manifest.ERRORS: 'errors/errors-*.parquet',
     }

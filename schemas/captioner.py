@@ -68,4 +68,4 @@ CONFIG_FILE = 'captioner.json'
 # Fields of the config (captioner.json and the ``config`` attribute).
 CONFIG_FORMAT = 'format_version'
 CONFIG_MODEL = 'model'        # ModelConfig.to_dict(): sizes and decoding options
-CONFIG_ENCODER = 'encoder'    # {'name', 'id', 'feature_dim', 'input_spec': {'size', 'resize', 'resample'}}
+CONFIG_ENCODER = 'encoder'    # Encoder.describe(): the fields of schemas.manifest.ENCODER

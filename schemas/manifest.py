@@ -23,11 +23,31 @@ FINISHED_AT = 'finished_at'
 
 # Preprocess: what the training job needs to read the records.
 DATASET = 'dataset'
-ENCODER = 'encoder'              # {'name', 'id', 'feature_dim', 'input_spec'}
+ENCODER = 'encoder'              # {ENCODER_NAME, ENCODER_ID, ENCODER_FEATURE_DIM, ENCODER_INPUT_SPEC}
 FEATURE_DTYPE = 'feature_dtype'  # 'float32' or 'float16' (schemas.training_records)
-VOCABULARY = 'vocabulary'        # {'file', 'size', 'min_count'}
-SPLITS = 'splits'                # {split: {'images', 'captions', 'shards', 'pattern'}}
+VOCABULARY = 'vocabulary'        # {VOCABULARY_PATH, VOCABULARY_SIZE, VOCABULARY_MIN_COUNT}
+SPLITS = 'splits'                # {split: {SPLIT_IMAGES, SPLIT_CAPTIONS, SPLIT_SHARDS, SPLIT_PATTERN}}
 ERRORS = 'errors'                # path pattern of the error-record Parquet files
+
+# Fields of the ENCODER entry: the encoder's name, its id (name@weights hash),
+# its feature length and its InputSpec as a dict.
+ENCODER_NAME = 'name'
+ENCODER_ID = 'id'
+ENCODER_FEATURE_DIM = 'feature_dim'
+ENCODER_INPUT_SPEC = 'input_spec'
+
+# Fields of the VOCABULARY entry: the file (relative to the output), the
+# number of tokens (reserved included) and the minimum word count.
+VOCABULARY_PATH = 'file'
+VOCABULARY_SIZE = 'size'
+VOCABULARY_MIN_COUNT = 'min_count'
+
+# Fields of each SPLITS entry: images and captions written, shard count and
+# the shards' glob relative to the output.
+SPLIT_IMAGES = 'images'
+SPLIT_CAPTIONS = 'captions'
+SPLIT_SHARDS = 'shards'
+SPLIT_PATTERN = 'pattern'
 
 # Count names shared by every job: images in = written + failed.
 IMAGES_READ = 'images_read'

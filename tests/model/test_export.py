@@ -18,7 +18,7 @@ from img2txt.model.config import ModelConfig
 from img2txt.model.input_spec import InputSpec
 from img2txt.model.show_and_tell import ShowAndTell, masked_loss, split_caption_ids
 from img2txt.pipelines import image_decoding
-from img2txt.schemas import captioner, vocabulary
+from img2txt.schemas import captioner, manifest, vocabulary
 
 # What the model is trained to say about each photo.
 CAPTIONS = {
@@ -180,7 +180,7 @@ def test_export_directory_contents(exported, loaded, trained, encoder):
     assert getattr(loaded, captioner.CONFIG).numpy().decode() == config_json
     saved = json.loads(config_json)
     assert ModelConfig.from_dict(saved[captioner.CONFIG_MODEL]) == config
-    assert saved[captioner.CONFIG_ENCODER]['id'] == encoder.id
+    assert saved[captioner.CONFIG_ENCODER][manifest.ENCODER_ID] == encoder.id
     assert getattr(loaded, captioner.ENCODER_ID).numpy().decode() == encoder.id
     assert getattr(loaded, captioner.MODEL_ID).numpy().decode() == model_id
     assert set(loaded.signatures) == {captioner.CAPTION_IMAGES, captioner.CAPTION_PIXELS,

@@ -69,7 +69,7 @@ def test_counts_add_up_and_failures_are_named(local_run):
         'captions_read': 30, 'captions_written': 28, 'captions_failed': 2,
         'dataset_errors': 1, 'error_records': 3}
     assert {s: v['images'] for s, v in result[manifest.SPLITS].items()} == {'train': 10, 'val': 2, 'test': 1}
-    assert result[manifest.ENCODER]['feature_dim'] == 1280
+    assert result[manifest.ENCODER][manifest.ENCODER_FEATURE_DIM] == 1280
     errors = pq.read_table(glob.glob(os.path.join(config.output, 'errors', '*.parquet'))).to_pylist()
     assert sorted((e['stage'], os.path.basename(e['input']), e['error_type']) for e in errors) == [
         ('decode', 'corrupt.jpg', 'CorruptImageError'),
@@ -87,7 +87,7 @@ def test_vocabulary_comes_from_train_only_with_min_count(local_run):
     assert learned[:2] == ['a', 'square']  # most frequent first
     assert {'red', 'blue', 'green', 'on', 'background', 'the'} <= set(learned)
     assert 'rare' not in learned and 'zebra' not in learned and '.' not in learned
-    assert result[manifest.VOCABULARY]['size'] == len(words)
+    assert result[manifest.VOCABULARY][manifest.VOCABULARY_SIZE] == len(words)
 
 
 def test_records_parse_back_into_the_original_captions(local_run, dataset):
