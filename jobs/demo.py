@@ -7,8 +7,9 @@
 3. ``preprocess`` on the local Beam runner: CNN features, vocabulary, TFRecords.
 4. ``train``: Show and Tell with Adam, then export of one captioner.
 5. The exported captioner, loaded with TensorFlow alone, captions the held-out
-   test scenes from their JPEG bytes; the demo prints a few and how many
-   captions match a reference exactly.
+   test scenes from their JPEG bytes; the demo prints BLEU-4 and CIDEr-D
+   against the five references, how many captions equal one of them, and a few
+   examples.
 """
 import importlib.resources
 import json
@@ -18,7 +19,7 @@ import shutil
 import tensorflow as tf
 
 from img2txt.jobs import classify, scenes
-from img2txt.model import encoders, export, training
+from img2txt.model import encoders, evaluation, export, training
 from img2txt.model.config import TrainingConfig
 from img2txt.pipelines import preprocess
 from img2txt.schemas import captioner, manifest
@@ -103,8 +104,10 @@ def _caption_test_scenes(export_dir, captions_path, images, shown=8, batch_size=
         outputs = caption_images(**{captioner.IMAGES: tf.stack(batch)})
         best += [c[0] for c in export.captions_text(outputs[captioner.CAPTIONS])]
     exact = sum(caption in record['captions'] for caption, record in zip(best, test))
+    scores = evaluation.score({r['image']: c for c, r in zip(best, test)}, {r['image']: r['captions'] for r in test})
     print(f'5/5 the exported captioner (TensorFlow alone, from JPEG bytes) on {len(test)} held-out scenes: '
-          f'{exact} ({exact / len(test):.0%}) captions equal one of the five references')
+          f'BLEU-4 {scores["BLEU-4"]:.3f}, CIDEr-D {scores["CIDEr-D"]:.3f}; {exact} ({exact / len(test):.0%}) '
+          f'captions equal one of the five references')
     for caption, record in list(zip(best, test))[:shown]:
         mark = '=' if caption in record['captions'] else ' '
         print(f'  {mark} {record["image"]}: {caption!r}   (reference: {record["captions"][0]!r})')

@@ -59,7 +59,7 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'coffee.jpg: espresso' in out
     assert '3/5 preprocess: 60 images and 300 captions written, 0 failed' in out
-    assert '5/5 the exported captioner (TensorFlow alone, from JPEG bytes) on 6 held-out scenes' in out
+    assert '5/5 the exported captioner (TensorFlow alone, from JPEG bytes) on 6 held-out scenes: BLEU-4 ' in out
     assert (workdir / 'model' / 'export').is_dir()
     # A rerun clears its own folder, and refuses a folder it did not make.
     assert cli.main(args) == 0
