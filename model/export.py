@@ -23,7 +23,6 @@ import functools
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -31,7 +30,7 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from img2txt.model import beam_search, encoders
+from img2txt.model import beam_search, encoders, storage
 from img2txt.schemas import captioner, vocabulary
 
 # Model ids are "show_and_tell@" and the first hex digits of the content hash,
@@ -101,10 +100,10 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
     model_id = _model_id(config_json, vocab, [*encoder.model.weights, *model.weights])
     write = functools.partial(_write_export, model=model, model_config=model_config, encoder=encoder, vocab=vocab,
                               config_json=config_json, model_id=model_id)
-    if _is_remote(export_dir):
+    if storage.is_remote(export_dir):
         with tempfile.TemporaryDirectory() as staging:
             write(staging)
-            _upload(staging, export_dir)
+            storage.upload_tree(staging, export_dir, last=tf.saved_model.SAVED_MODEL_FILENAME_PB)
     else:
         _write_local(export_dir, write)
     return model_id
@@ -121,7 +120,7 @@ def load_captioner(export_dir):
       The loaded object: ``.signatures[name]`` and the attributes listed in
       ``schemas.captioner``.
     """
-    if not _is_remote(export_dir):
+    if not storage.is_remote(export_dir):
         return tf.saved_model.load(export_dir)
     with tempfile.TemporaryDirectory() as local:
         _download(export_dir, local)
@@ -401,14 +400,6 @@ def _write_local(export_dir, write):
         raise
 
 
-_SCHEME = re.compile(r'^[a-zA-Z][-a-zA-Z0-9+.]*://')
-
-
-def _is_remote(path):
-    """Whether ``path`` names a file system other than the local one (Beam's rule: a ``scheme://`` prefix)."""
-    return bool(_SCHEME.match(path))
-
-
 def _remote_files(export_dir):
     """Paths of the files under a remote directory, relative to it."""
     # Beam is needed only for remote paths, and importing it costs seconds.
@@ -419,26 +410,12 @@ def _remote_files(export_dir):
 
 
 def _check_empty(export_dir):
-    if _is_remote(export_dir):
+    if storage.is_remote(export_dir):
         taken = bool(_remote_files(export_dir))
     else:
         taken = os.path.isdir(export_dir) and bool(os.listdir(export_dir))
     if taken:
         raise FileExistsError(f'export directory {export_dir} is not empty')
-
-
-def _upload(local_dir, export_dir):
-    from apache_beam.io.filesystem import CompressionTypes
-    from apache_beam.io.filesystems import FileSystems
-    # saved_model.pb last: a reader that finds it finds every other file too.
-    files = sorted((os.path.relpath(os.path.join(root, name), local_dir)
-                    for root, _, names in os.walk(local_dir) for name in names),
-                   key=lambda path: path == tf.saved_model.SAVED_MODEL_FILENAME_PB)
-    for path in files:
-        with open(os.path.join(local_dir, path), 'rb') as source, \
-                FileSystems.create(export_dir.rstrip('/') + '/' + path.replace(os.sep, '/'),
-                                   compression_type=CompressionTypes.UNCOMPRESSED) as target:
-            shutil.copyfileobj(source, target)
 
 
 def _download(export_dir, local_dir):

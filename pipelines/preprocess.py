@@ -43,7 +43,7 @@ from apache_beam.options.pipeline_options import StandardOptions
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 import img2txt
-from img2txt.model import encoders
+from img2txt.model import encoders, storage
 from img2txt.model.tokenizer import tokenize
 from img2txt.pipelines import beam_options, datasets, image_decoding
 from img2txt.pipelines.model_handlers import EncoderModelHandler
@@ -299,21 +299,6 @@ def _count(pipeline, dataset, decoded, encode_errors, joined, written, all_error
             | 'CountsToDict' >> beam.combiners.ToDict())
 
 
-def _is_local(path):
-    return FileSystems.get_scheme(path) in (None, 'file')
-
-
-def _copy_tree(source, destination):
-    """Copies a local folder to ``destination`` (local or any Beam filesystem)."""
-    for root, _, files in os.walk(source):
-        for name in files:
-            relative = os.path.relpath(os.path.join(root, name), source)
-            target = FileSystems.join(destination, *relative.split(os.sep))
-            with open(os.path.join(root, name), 'rb') as src, FileSystems.create(
-                    target, compression_type=CompressionTypes.UNCOMPRESSED) as dst:
-                shutil.copyfileobj(src, dst)
-
-
 def _write_text(path, text):
     with FileSystems.create(path, mime_type='text/plain', compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(text.encode('utf-8'))
@@ -324,14 +309,14 @@ def run_config(config, beam_args=()):
     started = datetime.datetime.now(datetime.timezone.utc)
     options = beam_options.pipeline_options(list(beam_args))
     local = options.view_as(StandardOptions).runner in (beam_options.LOCAL_RUNNER, 'DirectRunner')
+    # A local run keeps tf.Transform's files off TensorFlow's own GCS client: scratch space stays on local
+    # disk and, for a remote output, the transform output is staged locally and uploaded afterwards.
+    staged = local and storage.is_remote(config.output)
     counts_path = FileSystems.join(config.output, '.counts', 'counts')
     scratch = tempfile.mkdtemp(prefix='img2txt-preprocess-')
     try:
-        if local:
-            transform_dir, temp_dir = os.path.join(scratch, 'transform'), os.path.join(scratch, 'tft_tmp')
-        else:
-            transform_dir = config.output
-            temp_dir = FileSystems.join(config.output, 'tmp', 'tft')
+        transform_dir = os.path.join(scratch, 'transform') if staged else config.output
+        temp_dir = os.path.join(scratch, 'tft_tmp') if local else FileSystems.join(config.output, 'tmp', 'tft')
         encoder = encoders.load(config.encoder, weights=config.encoder_weights)
         pipeline = beam.Pipeline(options=options)
         outputs = build(pipeline, config, encoder, transform_dir, temp_dir)
@@ -341,10 +326,8 @@ def run_config(config, beam_args=()):
         result.wait_until_finish()
         if options.get_all_options().get('dry_run'):
             return None
-        if local and not _is_local(config.output):
-            _copy_tree(transform_dir, config.output)
-        elif local:
-            shutil.copytree(transform_dir, config.output, dirs_exist_ok=True)
+        if staged:
+            storage.upload_tree(transform_dir, config.output)
         with FileSystems.open(counts_path) as f:
             counts = json.loads(f.read().decode('utf-8'))
         FileSystems.delete([FileSystems.join(config.output, '.counts')])
