@@ -64,7 +64,7 @@ def main():
         paths = sorted(os.path.join(photos, p) for p in os.listdir(photos) if p.endswith('.jpg'))
         print(f'{len(paths)} JPEGs, 1024x768, {sum(os.path.getsize(p) for p in paths) / len(paths) / 1e3:.0f} kB each')
 
-        encoder = encoders.load()
+        encoder = encoders.load(batch_size=64)
         spec = encoder.input_spec
         start = time.perf_counter()
         crops = [image_decoding.decode(image_decoding.read_bytes(p), spec) for p in paths]

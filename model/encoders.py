@@ -31,6 +31,12 @@ from img2txt.schemas import manifest
 _LOG = logging.getLogger(__name__)
 
 DEFAULT = 'efficientnet_lite0'
+# Images per encoder call. Every call has exactly this shape (the last batch is
+# padded), so a feature is a function of its image alone: TensorFlow's CPU
+# kernels (oneDNN) are chosen by shape, and their float results differ in
+# the last bits from one batch size to another, so features computed in
+# Beam's variable batches would differ between runners.
+DEFAULT_BATCH_SIZE = 32
 # Seed for weights='random', so that random encoders (tests) are reproducible.
 RANDOM_SEED = 0
 
@@ -84,22 +90,23 @@ _KERAS_APPLICATIONS = {
 class Encoder:
     """A loaded encoder: its Keras model plus what a pipeline needs to know about it."""
 
-    def __init__(self, name, input_spec, id, model):
+    def __init__(self, name, input_spec, id, model, batch_size=DEFAULT_BATCH_SIZE):
+        if not (isinstance(batch_size, int) and batch_size > 0):
+            raise ValueError(f'batch_size must be a positive integer, got {batch_size!r}')
         self.name = name
         self.input_spec = input_spec
         # name@weights: recorded in manifests so features from different weights never mix.
         self.id = id
         self.model = model
+        # The one shape every call computes in: features never depend on what else was in the batch.
+        self.batch_size = batch_size
         self.has_head = 'logits' in model.output
         self.feature_dim = int(model.output['features'].shape[-1])
         features_model = keras.Model(model.input, model.output['features'])
-        # tf.function avoids model.predict's per-call setup; reduce_retracing
-        # makes the batch dimension dynamic after the second batch size seen,
-        # so Beam's varying batches do not each trace a new graph.
-        self._features = tf.function(lambda x: features_model(x, training=False),
-                                     reduce_retracing=True, autograph=False)
-        self._logits = tf.function(lambda x: model(x, training=False)['logits'],
-                                   reduce_retracing=True, autograph=False)
+        # tf.function avoids model.predict's per-call setup. Calls always have
+        # the shape [batch_size, S, S, 3], so each traces once per pixel dtype.
+        self._features = tf.function(lambda x: features_model(x, training=False), autograph=False)
+        self._logits = tf.function(lambda x: model(x, training=False)['logits'], autograph=False)
 
     def describe(self):
         """The encoder as manifests and exports record it (``schemas.manifest.ENCODER``)."""
@@ -117,15 +124,30 @@ class Encoder:
             raise ValueError(f'{self.name} takes images of shape [B, {size}, {size}, 3], got {images.shape}')
         return images if images.dtype == np.uint8 else images.astype(np.float32, copy=False)
 
+    def _fixed_batches(self, function, images):
+        """Runs ``function`` on ``batch_size`` images at a time, padding the last batch with black images."""
+        images = self._pixels(images)
+        count = len(images)
+        padding = -count % self.batch_size
+        if count == 0 or padding:
+            images = np.concatenate([images, np.zeros((padding or self.batch_size, *images.shape[1:]), images.dtype)])
+        outputs = [function(images[start:start + self.batch_size]).numpy()
+                   for start in range(0, len(images), self.batch_size)]
+        return np.concatenate(outputs)[:count]
+
     def features(self, images):
-        """Feature vectors, float32 ``[B, feature_dim]``, for RGB pixels ``[B, S, S, 3]`` in [0, 255]."""
-        return self._features(self._pixels(images)).numpy()
+        """Feature vectors, float32 ``[B, feature_dim]``, for RGB pixels ``[B, S, S, 3]`` in [0, 255].
+
+        Each image's vector is the same, bit for bit, whatever batch it comes
+        in: the encoder runs on ``batch_size`` images at a time, padding the rest.
+        """
+        return self._fixed_batches(self._features, images)
 
     def logits(self, images):
         """ImageNet logits, float32 ``[B, 1000]``; only for encoders with a classifier."""
         if not self.has_head:
             raise ValueError(f'encoder {self.id} has no classifier head: its weights have none')
-        return self._logits(self._pixels(images)).numpy()
+        return self._fixed_batches(self._logits, images)
 
 
 def names():
@@ -133,7 +155,7 @@ def names():
     return sorted([DEFAULT, *_KERAS_APPLICATIONS])
 
 
-def load(name=DEFAULT, weights=None):
+def load(name=DEFAULT, weights=None, batch_size=DEFAULT_BATCH_SIZE):
     """Load an encoder by name.
 
     Args:
@@ -145,6 +167,9 @@ def load(name=DEFAULT, weights=None):
         ``~/.keras/models``), or a local Keras weights file. For any encoder,
         'random' gives random weights from a fixed seed (tests); for Keras
         applications None means 'random' too.
+      batch_size: images per call of the network (``Encoder.batch_size``):
+        larger is faster on big inputs, smaller wastes less on the padding of
+        small ones. Features are bitwise reproducible for a fixed value.
 
     Returns:
       An ``Encoder``. Keras applications have a classifier (``has_head``)
@@ -155,10 +180,12 @@ def load(name=DEFAULT, weights=None):
       FileNotFoundError: a weights path that does not exist.
     """
     if name == DEFAULT:
-        return _load_lite0(weights)
-    if name in _KERAS_APPLICATIONS:
-        return _load_keras_application(name, _KERAS_APPLICATIONS[name], weights)
-    raise ValueError(f'unknown encoder {name!r}; known encoders: {", ".join(names())}')
+        input_spec, encoder_id, model = _load_lite0(weights)
+    elif name in _KERAS_APPLICATIONS:
+        input_spec, encoder_id, model = _load_keras_application(name, _KERAS_APPLICATIONS[name], weights)
+    else:
+        raise ValueError(f'unknown encoder {name!r}; known encoders: {", ".join(names())}')
+    return Encoder(name, input_spec, encoder_id, model, batch_size)
 
 
 def imagenet_labels():
@@ -201,9 +228,10 @@ def _lite0_source(weights):
 
 
 def _load_lite0(weights):
+    """(input spec, encoder id, Keras model) of EfficientNet-Lite0 with ``weights``."""
     if weights == 'random':
         encoder_id = _seed_random_weights(DEFAULT)
-        return Encoder(DEFAULT, _LITE0_SPEC, encoder_id, efficientnet_lite.build())
+        return _LITE0_SPEC, encoder_id, efficientnet_lite.build()
     source = _lite0_source(weights)
     digest = _sha256(source)
     encoder_id = f'{DEFAULT}@{digest[:12]}'
@@ -212,7 +240,7 @@ def _load_lite0(weights):
     if not _restore_cached(model, cache):
         efficientnet_lite.port_torch_weights(model, torch_checkpoint.load_state_dict(source))
         _write_cache(model, cache)
-    return Encoder(DEFAULT, _LITE0_SPEC, encoder_id, model)
+    return _LITE0_SPEC, encoder_id, model
 
 
 def _restore_cached(model, path):
@@ -292,7 +320,7 @@ def _load_keras_application(name, app, weights):
     path, encoder_id = _keras_weights(name, app, weights)
     if path is None:
         model, _ = _build_keras_application(name, app, include_top=False)
-        return Encoder(name, app.input_spec, encoder_id, model)
+        return app.input_spec, encoder_id, model
     # The file decides whether there is a head: try with the classifier first.
     try:
         model, network = _build_keras_application(name, app, include_top=True)
@@ -300,4 +328,4 @@ def _load_keras_application(name, app, weights):
     except ValueError:
         model, network = _build_keras_application(name, app, include_top=False)
         network.load_weights(path)
-    return Encoder(name, app.input_spec, encoder_id, model)
+    return app.input_spec, encoder_id, model

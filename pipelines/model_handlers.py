@@ -14,15 +14,21 @@ from img2txt.model import encoders
 
 
 class EncoderModelHandler(ModelHandler):
-    """Decoded ``uint8 [S, S, 3]`` pixels → pooled CNN feature vectors (float32 ``[D]``)."""
+    """Decoded ``uint8 [S, S, 3]`` pixels → pooled CNN feature vectors (float32 ``[D]``).
 
-    def __init__(self, encoder_name=encoders.DEFAULT, weights=None, min_batch_size=8, max_batch_size=64):
-        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size)
+    The encoder computes in fixed batches of ``batch_size`` (``Encoder.features``),
+    so features do not depend on how a runner happened to batch; Beam is asked
+    for batches of that size too, so that only a bundle's last batch is padded.
+    """
+
+    def __init__(self, encoder_name=encoders.DEFAULT, weights=None, batch_size=encoders.DEFAULT_BATCH_SIZE):
+        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
         self._encoder_name = encoder_name
         self._weights = weights
+        self._batch_size = batch_size
 
     def load_model(self):
-        return encoders.load(self._encoder_name, weights=self._weights)
+        return encoders.load(self._encoder_name, weights=self._weights, batch_size=self._batch_size)
 
     def run_inference(self, batch, model, inference_args=None):
         features = model.features(np.stack(batch))

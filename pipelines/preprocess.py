@@ -80,8 +80,9 @@ class PreprocessConfig:
         'help': 'target number of images per TFRecord shard'})
     max_pixels: int = dataclasses.field(default=image_decoding.DEFAULT_MAX_PIXELS, metadata={
         'help': 'refuse images declaring more pixels than this (decompression bombs)'})
-    encoder_batch_size: int = dataclasses.field(default=64, metadata={
-        'help': 'largest batch of images the encoder runs at once'})
+    encoder_batch_size: int = dataclasses.field(default=encoders.DEFAULT_BATCH_SIZE, metadata={
+        'help': 'images per encoder call; every call has this shape (the last is padded), so features do '
+                'not depend on how the runner batches'})
     keep_restval: bool = dataclasses.field(default=False, metadata={
         'help': 'karpathy: keep "restval" as its own split instead of adding it to train'})
     split: str | None = dataclasses.field(default=None, metadata={
@@ -237,9 +238,7 @@ def build(pipeline, config, encoder, transform_dir, temp_dir):
     decoded = (dataset.images
                | 'ImagePaths' >> beam.Map(lambda image: (image.image_id, image.image_path))
                | 'DecodeImages' >> image_decoding.DecodeImages(encoder.input_spec, config.max_pixels))
-    handler = KeyedModelHandler(EncoderModelHandler(
-        config.encoder, config.encoder_weights, min_batch_size=min(8, config.encoder_batch_size),
-        max_batch_size=config.encoder_batch_size))
+    handler = KeyedModelHandler(EncoderModelHandler(config.encoder, config.encoder_weights, config.encoder_batch_size))
     encoded, encode_failed = decoded.images | 'Encode' >> RunInference(handler).with_exception_handling()
     features = encoded | 'Features' >> beam.MapTuple(lambda image_id, result: (image_id, result.inference))
     encode_errors = encode_failed.failed_inferences | 'EncodeErrors' >> beam.FlatMap(_encode_failures)

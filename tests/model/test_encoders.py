@@ -91,8 +91,21 @@ def test_features_are_pooled_and_batch_independent(lite0, photos):
     assert features.shape == (4, 1280) and features.dtype == np.float32
     # ReLU6 then average pooling: every feature lies in [0, 6].
     assert features.min() >= 0 and features.max() <= 6
-    np.testing.assert_allclose(lite0.features(batch[1:2]), features[1:2], atol=1e-4)
     np.testing.assert_array_equal(lite0.features(batch.astype(np.float32)), features)
+
+
+def test_a_feature_does_not_depend_on_the_batch_it_rides_in(photos):
+    """Bit for bit: runners batch differently, and preprocess promises byte-identical shards on any runner."""
+    encoder = encoders.load(batch_size=8)
+    coffee = photos['coffee']
+    rng = np.random.default_rng(1)
+    others = rng.integers(0, 256, (20, 224, 224, 3), dtype=np.uint8)
+    alone = encoder.features(coffee[None])[0]
+    for count, position in ((3, 2), (8, 5), (13, 9), (21, 20)):
+        batch = np.concatenate([others[:position], coffee[None], others[position:count - 1]])
+        np.testing.assert_array_equal(encoder.features(batch)[position], alone)
+    # By construction: whatever the batch sizes asked for, the network ran in one shape only.
+    assert encoder._features.experimental_get_tracing_count() == 1
 
 
 def test_wrong_image_shape_is_a_clear_error(lite0):
