@@ -40,6 +40,7 @@ setuptools.setup(
             'pytest>=8',
             'pytest-xdist>=3.5',
             'gcp-storage-emulator>=2024.8',
+            'duckdb>=1.1',
             'scikit-image>=0.22',
             'scikit-learn>=1.4',
         ],

@@ -83,3 +83,25 @@ def project_setup_file():
 def _is_dataflow(runner):
     name = (runner if isinstance(runner, str) else type(runner).__name__).rsplit('.', 1)[-1].lower()
     return name in _DATAFLOW_RUNNERS or name + 'runner' in _DATAFLOW_RUNNERS
+
+
+def is_local(options):
+    """Whether ``options`` run the pipeline in this process or its children (not a remote service)."""
+    runner = options.view_as(StandardOptions).runner
+    name = (runner if isinstance(runner, str) else type(runner).__name__).rsplit('.', 1)[-1]
+    return name in (LOCAL_RUNNER, 'DirectRunner', 'BundleBasedDirectRunner', 'SwitchingDirectRunner')
+
+
+def is_dry_run(options):
+    """Whether a Dataflow ``--dry_run`` only builds and validates the job graph."""
+    return bool(options.get_all_options().get('dry_run'))
+
+
+def is_template_launch(options):
+    """Whether this process launches a Dataflow template, which must submit the job and not wait for it.
+
+    A Flex Template's launcher image sets ``FLEX_TEMPLATE_PYTHON_PY_FILE``
+    (jobs/dataflow/Dockerfile); a classic template is staged with
+    ``--template_location``.
+    """
+    return bool(os.environ.get('FLEX_TEMPLATE_PYTHON_PY_FILE') or options.get_all_options().get('template_location'))

@@ -16,8 +16,15 @@ def add_arguments(parser, config_cls, exclude=()):
     for field in dataclasses.fields(config_cls):
         if field.name in exclude:
             continue
-        kind, optional = _scalar_type(field.type)
         kwargs = {'dest': field.name, 'help': field.metadata.get('help', '')}
+        if typing.get_origin(field.type) is list:
+            # A list field is a repeatable flag: --input A --input B.
+            kwargs.update(action='append', type=typing.get_args(field.type)[0],
+                          metavar=field.metadata.get('metavar', field.name.upper()), default=None)
+            kwargs['help'] += ' (repeatable)'
+            parser.add_argument('--' + field.name.replace('_', '-'), **kwargs)
+            continue
+        kind, optional = _scalar_type(field.type)
         if 'choices' in field.metadata:
             kwargs['choices'] = field.metadata['choices']
         if field.default is not dataclasses.MISSING:
@@ -41,6 +48,9 @@ def add_arguments(parser, config_cls, exclude=()):
 def from_args(config_cls, args, **overrides):
     """Builds ``config_cls`` from parsed ``args``; ``overrides`` supply excluded fields."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if hasattr(args, f.name)}
+    for f in dataclasses.fields(config_cls):
+        if typing.get_origin(f.type) is list and values.get(f.name) is None:
+            values[f.name] = f.default_factory() if f.default_factory is not dataclasses.MISSING else []
     values.update(overrides)
     return config_cls(**values)
 

@@ -25,8 +25,10 @@ error records instead of failed bundles.
 """
 import collections
 import concurrent.futures
+import hashlib
 import io
 import os
+import typing
 import warnings
 
 import apache_beam as beam
@@ -76,8 +78,25 @@ class ImageTooLargeError(ImageDecodeError):
     """The header declares more pixels than the configured limit (a decompression bomb)."""
 
 
+class DecodedImage(typing.NamedTuple):
+    """One decoded image: the encoder's input crop and what the file said about itself."""
+
+    # uint8 [spec.size, spec.size, 3]
+    pixels: np.ndarray
+    # The image as shown, after EXIF orientation.
+    width: int
+    height: int
+    # Hex SHA-256 of the file's bytes ('' when not computed).
+    sha256: str = ''
+
+
 def decode(data, spec, max_pixels=DEFAULT_MAX_PIXELS, draft=True):
-    """Decodes image bytes into the encoder's input crop.
+    """Decodes image bytes into the encoder's input crop: ``decode_image(...).pixels``."""
+    return decode_image(data, spec, max_pixels, draft).pixels
+
+
+def decode_image(data, spec, max_pixels=DEFAULT_MAX_PIXELS, draft=True):
+    """Decodes image bytes into the encoder's input crop and the image's size.
 
     Args:
       data: the file's bytes.
@@ -87,7 +106,8 @@ def decode(data, spec, max_pixels=DEFAULT_MAX_PIXELS, draft=True):
         only to measure or to compare with a full-resolution decode).
 
     Returns:
-      A C-contiguous ``np.uint8`` array of shape ``[spec.size, spec.size, 3]``.
+      A ``DecodedImage`` whose pixels are a C-contiguous ``np.uint8`` array of
+      shape ``[spec.size, spec.size, 3]`` (its sha256 is left empty).
 
     Raises:
       ImageDecodeError: a subclass naming why the bytes are not a usable image.
@@ -95,19 +115,23 @@ def decode(data, spec, max_pixels=DEFAULT_MAX_PIXELS, draft=True):
     if not data:
         raise EmptyImageError('empty file (0 bytes)')
     image = _open(data, max_pixels)
+    # The file's own size: draft mode may decode it smaller.
+    width, height = image.size
     try:
         if draft:
             _draft(image, spec)
         image.load()
-        image = ImageOps.exif_transpose(image)
-        image = _to_rgb(image)
+        transposed = ImageOps.exif_transpose(image)
+        if transposed.size != image.size:
+            width, height = height, width
+        image = _to_rgb(transposed)
     except ImageDecodeError:
         raise
     except MemoryError as e:
         raise ImageTooLargeError(f'out of memory decoding a {image.width}x{image.height} image') from e
     except Exception as e:  # Pillow and its codecs raise many unrelated types for bad data.
         raise CorruptImageError(f'corrupt or truncated {image.format} data: {e}') from e
-    return _resize_and_crop(image, spec)
+    return DecodedImage(_resize_and_crop(image, spec), width, height)
 
 
 def _open(data, max_pixels):
@@ -120,6 +144,10 @@ def _open(data, max_pixels):
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(f'decompression bomb refused: {e}') from e
     except UnidentifiedImageError as e:
+        known = _unsupported_kind(data)
+        if known:
+            raise UnsupportedFormatError(f'{known} images are not supported; supported: '
+                                         f'{", ".join(sorted(SUPPORTED_FORMATS))}') from e
         raise NotAnImageError(f'not an image: no known image format matches the first bytes {data[:8]!r}') from e
     except Exception as e:
         raise CorruptImageError(f'unreadable image header: {type(e).__name__}: {e}') from e
@@ -134,6 +162,23 @@ def _open(data, max_pixels):
     if pixels == 0:
         raise CorruptImageError(f'{image.format} header declares an empty {image.width}x{image.height} image')
     return image
+
+
+# ISO base media brands of HEIF/AVIF files (iPhone photos are HEIC): Pillow
+# has no decoder for them, but they are images, so they deserve a better
+# reason than "not an image".
+_HEIF_BRANDS = {b'heic': 'HEIC', b'heix': 'HEIC', b'hevc': 'HEIC', b'heim': 'HEIC', b'heis': 'HEIC',
+                b'mif1': 'HEIF', b'msf1': 'HEIF', b'avif': 'AVIF', b'avis': 'AVIF'}
+
+
+def _unsupported_kind(data):
+    """The name of a known image format Pillow cannot read (HEIC, AVIF, SVG), or None."""
+    if data[4:8] == b'ftyp' and data[8:12] in _HEIF_BRANDS:
+        return _HEIF_BRANDS[data[8:12]]
+    head = data[:1024].lstrip(b'\xef\xbb\xbf \t\r\n').lower()
+    if head.startswith(b'<svg') or (head.startswith(b'<?xml') and b'<svg' in head):
+        return 'SVG (vector)'
+    return None
 
 
 def _draft(image, spec):
@@ -190,12 +235,13 @@ def read_bytes(path):
 
 
 class DecodeImages(beam.PTransform):
-    """(key, path) → (key, pixels), with failures as error records on the ``errors`` output.
+    """(key, path) → (key, ``DecodedImage``), with failures as (key, error record) on the ``errors`` output.
 
-    The main output carries ``uint8 [size, size, 3]`` arrays in input order;
-    read failures (a missing or unreadable file) are stage ``read`` and bad
-    images stage ``decode``, each naming the path. Counters ``images/decoded``,
-    ``images/read_failed`` and ``images/decode_failed`` add up to the input count.
+    The main output carries each image's crop, size and SHA-256; read failures
+    (a missing or unreadable file) are stage ``read`` and bad images stage
+    ``decode``, each record naming the path (``schemas.errors``). Counters
+    ``images/decoded``, ``images/read_failed`` and ``images/decode_failed``
+    add up to the input count.
 
     Files are read and decoded on a small thread pool, a window of images
     ahead: reads wait on storage and Pillow releases the GIL while decoding,
@@ -248,22 +294,22 @@ class _DecodeFn(beam.DoFn):
         self._pool.shutdown(cancel_futures=True)
 
     def _load(self, key, path):
-        """Runs on the pool: (key, pixels), or ('read' | 'decode', error record). Never raises."""
+        """Runs on the pool: (key, DecodedImage) or (key, error record). Never raises."""
         try:
             data = read_bytes(path)
         except Exception as e:  # Missing file, permissions, storage errors: all per-element.
-            return 'read', errors.from_exception('read', path, e)
+            return key, errors.from_exception('read', path, e)
         try:
-            return key, decode(data, self._spec, self._max_pixels)
+            return key, decode_image(data, self._spec, self._max_pixels)._replace(
+                sha256=hashlib.sha256(data).hexdigest())
         except ImageDecodeError as e:
-            return 'decode', errors.from_exception('decode', path, e)
+            return key, errors.from_exception('decode', path, e)
 
     def _outputs(self, result):
         # Counted here, on the bundle's thread: Beam's metrics containers are per thread.
-        first, second = result
-        if isinstance(second, np.ndarray):
+        if isinstance(result[1], DecodedImage):
             self._decoded.inc()
             yield result
         else:
-            (self._read_failed if first == 'read' else self._decode_failed).inc()
-            yield beam.pvalue.TaggedOutput(DecodeImages.ERRORS, second)
+            (self._read_failed if result[1][errors.STAGE] == 'read' else self._decode_failed).inc()
+            yield beam.pvalue.TaggedOutput(DecodeImages.ERRORS, result)

@@ -7,10 +7,19 @@ everything RunInference brings: one model shared per worker process,
 ``BatchElements`` batching, inference metrics and the dead-letter output of
 ``with_exception_handling``.
 """
+import resource
+
 import numpy as np
+from apache_beam.ml.inference import base
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from img2txt.model import encoders
+from img2txt.model import captioner, encoders
+
+# Beam 2.77 imports ``resource`` in one try block with a model manager that
+# needs torch; without torch it sets ``resource`` to None, then warns "Resource
+# module is not available" at every model load and reports no memory use.
+if base.resource is None:
+    base.resource = resource
 
 
 class EncoderModelHandler(ModelHandler):
@@ -40,3 +49,32 @@ class EncoderModelHandler(ModelHandler):
 
     def get_metrics_namespace(self):
         return 'img2txt_encoder'
+
+
+class CaptionerModelHandler(ModelHandler):
+    """``DecodedImage``s → their top-k captions (lists of ``Candidate``), with an exported captioner.
+
+    Each worker process loads the SavedModel once (local or gs://); the
+    captioner runs in fixed batches of ``batch_size`` (``model.captioner``),
+    and Beam is asked for batches of that size so that only a bundle's last
+    batch is padded. The inference's model id is the export's.
+    """
+
+    def __init__(self, model_dir, batch_size=captioner.DEFAULT_BATCH_SIZE, top_k=None):
+        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
+        self._model_dir = model_dir
+        self._batch_size = batch_size
+        self._top_k = top_k
+
+    def load_model(self):
+        return captioner.Captioner.load(self._model_dir, self._batch_size)
+
+    def run_inference(self, batch, model, inference_args=None):
+        captions = model.caption(np.stack([image.pixels for image in batch]), self._top_k)
+        return [PredictionResult(None, candidates, model.model_id) for candidates in captions]
+
+    def get_num_bytes(self, batch):
+        return sum(image.pixels.nbytes for image in batch)
+
+    def get_metrics_namespace(self):
+        return 'img2txt_captioner'

@@ -239,7 +239,9 @@ def build(pipeline, config, encoder, transform_dir, temp_dir):
                | 'ImagePaths' >> beam.Map(lambda image: (image.image_id, image.image_path))
                | 'DecodeImages' >> image_decoding.DecodeImages(encoder.input_spec, config.max_pixels))
     handler = KeyedModelHandler(EncoderModelHandler(config.encoder, config.encoder_weights, config.encoder_batch_size))
-    encoded, encode_failed = decoded.images | 'Encode' >> RunInference(handler).with_exception_handling()
+    encoded, encode_failed = (decoded.images
+                              | 'Pixels' >> beam.MapTuple(lambda image_id, image: (image_id, image.pixels))
+                              | 'Encode' >> RunInference(handler).with_exception_handling())
     features = encoded | 'Features' >> beam.MapTuple(lambda image_id, result: (image_id, result.inference))
     encode_errors = encode_failed.failed_inferences | 'EncodeErrors' >> beam.FlatMap(_encode_failures)
 
@@ -268,22 +270,23 @@ def build(pipeline, config, encoder, transform_dir, temp_dir):
                | 'GroupShards' >> beam.GroupByKey()
                | 'WriteShards' >> beam.ParDo(_WriteShard(config.output)))
 
-    all_errors = ((dataset.errors, decoded.errors, encode_errors) | 'AllErrors' >> beam.Flatten())
+    decode_errors = decoded.errors | 'DecodeErrors' >> beam.Values()
+    all_errors = ((dataset.errors, decode_errors, encode_errors) | 'AllErrors' >> beam.Flatten())
     _ = all_errors | 'WriteErrors' >> beam.io.WriteToParquet(
         FileSystems.join(config.output, 'errors', 'errors'), errors.SCHEMA,
         file_name_suffix='.parquet', num_shards=1)
 
-    counts = _count(pipeline, dataset, decoded, encode_errors, joined, written, all_errors)
+    counts = _count(pipeline, dataset, decode_errors, encode_errors, joined, written, all_errors)
     return PreprocessOutputs(records=records, errors=all_errors, counts=counts)
 
 
-def _count(pipeline, dataset, decoded, encode_errors, joined, written, all_errors):
+def _count(pipeline, dataset, decode_errors, encode_errors, joined, written, all_errors):
     """One dict of the counts the manifest reports, computed from the data (not from metrics)."""
     parts = [
         dataset.images | 'CountImagesRead' >> beam.Map(lambda image: ('images_read', 1)),
         dataset.images | 'CountCaptionsRead' >> beam.Map(lambda image: ('captions_read', len(image.captions))),
         dataset.errors | 'CountDatasetErrors' >> beam.Map(lambda e: ('dataset_errors', 1)),
-        decoded.errors | 'CountDecodeFailures' >> beam.Map(lambda e: ('images_failed', 1)),
+        decode_errors | 'CountDecodeFailures' >> beam.Map(lambda e: ('images_failed', 1)),
         encode_errors | 'CountEncodeFailures' >> beam.Map(lambda e: ('images_failed', 1)),
         joined[_Join.FAILED] | 'CountCaptionsFailed' >> beam.Map(lambda n: ('captions_failed', n)),
         joined.instances | 'CountCaptionsWritten' >> beam.Map(

@@ -1,4 +1,5 @@
 """The one image decoder: every format, mode and failure a photo collection brings."""
+import hashlib
 import io
 import random
 import struct
@@ -173,6 +174,25 @@ def test_not_an_image():
         decode(b'{"caption": "a json file, not a photo"}', SPEC)
 
 
+@pytest.mark.parametrize('data, kind', [
+    (b'\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic' + bytes(64), 'HEIC'),
+    (b'\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1' + bytes(64), 'AVIF'),
+    (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"><rect/></svg>', 'SVG'),
+    (b'<svg width="10" height="10"></svg>', 'SVG'),
+])
+def test_image_formats_pillow_cannot_read_are_named(data, kind):
+    with pytest.raises(UnsupportedFormatError, match=f'^{kind}.* not supported'):
+        decode(data, SPEC)
+
+
+def test_decode_image_gives_the_size_as_shown():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    decoded = image_decoding.decode_image(encoded(two_halves((120, 80), RED, BLUE), 'JPEG', exif=exif), SPEC)
+    assert (decoded.width, decoded.height) == (80, 120)
+    assert decoded.pixels.shape == (32, 32, 3)
+
+
 @pytest.mark.parametrize('fmt', ['ICO', 'PCX', 'PPM'])
 def test_recognised_but_unsupported_format(fmt):
     with pytest.raises(UnsupportedFormatError, match=f'unsupported image format {fmt}'):
@@ -244,11 +264,13 @@ def test_decode_images_routes_failures_to_error_records(tmp_path):
     with TestPipeline() as p:
         outputs = (p | beam.Create([('a', str(good)), ('b', str(broken)), ('c', str(missing))])
                    | DecodeImages(SPEC))
-        colours = outputs.images | beam.MapTuple(lambda key, pixels: (key, tuple(pixels[16, 16].tolist())))
-        assert_that(colours, equal_to([('a', RED)]), label='CheckImages')
-        reasons = outputs.errors | beam.Map(lambda e: (e['stage'], e['input'], e['error_type']))
-        assert_that(reasons, equal_to([('decode', str(broken), 'CorruptImageError'),
-                                       ('read', str(missing), 'FileNotFoundError')]), label='CheckErrors')
+        colours = outputs.images | beam.MapTuple(
+            lambda key, image: (key, tuple(image.pixels[16, 16].tolist()), image.width, image.sha256))
+        assert_that(colours, equal_to([('a', RED, 50, hashlib.sha256(good.read_bytes()).hexdigest())]),
+                    label='CheckImages')
+        reasons = outputs.errors | beam.MapTuple(lambda key, e: (key, e['stage'], e['input'], e['error_type']))
+        assert_that(reasons, equal_to([('b', 'decode', str(broken), 'CorruptImageError'),
+                                       ('c', 'read', str(missing), 'FileNotFoundError')]), label='CheckErrors')
 
 
 def test_decode_images_keeps_every_image_with_its_key_through_the_thread_pool(tmp_path):
@@ -264,6 +286,7 @@ def test_decode_images_keeps_every_image_with_its_key_through_the_thread_pool(tm
         elements.append((f'k{i}', str(path)))
     with TestPipeline() as p:
         outputs = p | beam.Create(elements) | DecodeImages(SPEC, threads=3, window=4)
-        colours = outputs.images | beam.MapTuple(lambda key, pixels: (key, tuple(pixels[5, 5].tolist())))
+        colours = outputs.images | beam.MapTuple(lambda key, image: (key, tuple(image.pixels[5, 5].tolist())))
         assert_that(colours, equal_to(expected), label='CheckImages')
-        assert_that(outputs.errors | beam.Map(lambda e: e['input']), equal_to(expected_errors), label='CheckErrors')
+        assert_that(outputs.errors | beam.MapTuple(lambda key, e: e['input']), equal_to(expected_errors),
+                    label='CheckErrors')

@@ -1,0 +1,90 @@
+"""An exported captioner as Python code uses it: loaded once, fed fixed-shape batches.
+
+The SavedModel (``schemas.captioner``) takes any batch size, but its float
+results, like the encoder's, depend in the last bits on the batch shape the
+CPU kernels were picked for. ``Captioner`` always calls it with
+``batch_size`` images, padding the last batch, so an image's captions and
+log-probabilities are a function of the image alone, whatever batches a Beam
+runner forms, and the signature's graph is specialised once.
+"""
+import json
+import typing
+
+import numpy as np
+import tensorflow as tf
+
+from img2txt.model import export
+from img2txt.model.input_spec import InputSpec
+from img2txt.schemas import captioner, manifest
+
+DEFAULT_BATCH_SIZE = 32
+
+
+class Candidate(typing.NamedTuple):
+    """One caption of an image: its text, natural-log probability and number of words."""
+
+    caption: str
+    log_prob: float
+    words: int
+
+
+class Captioner:
+    """A loaded captioner export; ``caption`` turns encoder input crops into captions."""
+
+    def __init__(self, saved_model, batch_size=DEFAULT_BATCH_SIZE):
+        if not (isinstance(batch_size, int) and batch_size > 0):
+            raise ValueError(f'batch_size must be a positive integer, got {batch_size!r}')
+        self._saved_model = saved_model
+        self._caption_pixels = saved_model.signatures[captioner.CAPTION_PIXELS]
+        self.batch_size = batch_size
+        self.model_id = _text(getattr(saved_model, captioner.MODEL_ID))
+        self.encoder_id = _text(getattr(saved_model, captioner.ENCODER_ID))
+        self.config = json.loads(_text(getattr(saved_model, captioner.CONFIG)))
+        encoder = self.config[captioner.CONFIG_ENCODER]
+        # The crop the encoder was trained on, from the export itself: never assumed.
+        self.input_spec = InputSpec(**encoder[manifest.ENCODER_INPUT_SPEC])
+        self.beam_size = int(self.config[captioner.CONFIG_MODEL]['beam_size'])
+
+    @classmethod
+    def load(cls, export_dir, batch_size=DEFAULT_BATCH_SIZE):
+        """Loads the export at ``export_dir`` (local or gs://)."""
+        return cls(export.load_captioner(export_dir), batch_size)
+
+    def caption(self, pixels, top_k=None):
+        """Captions of each image, best first.
+
+        Args:
+          pixels: uint8 ``[N, S, S, 3]``, the encoder's input crops
+            (``pipelines.image_decoding``, with ``self.input_spec``).
+          top_k: captions per image, at most the export's beam size; default all.
+
+        Returns:
+          N lists of ``top_k`` ``Candidate``s; slots the beam could not fill
+          (a tiny vocabulary) are left out.
+        """
+        top_k = self.beam_size if top_k is None else top_k
+        if not 1 <= top_k <= self.beam_size:
+            raise ValueError(f'top_k must be in [1, {self.beam_size}] (the export\'s beam size), got {top_k}')
+        pixels = np.asarray(pixels, np.uint8)
+        size = self.input_spec.size
+        if pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
+            raise ValueError(f'the captioner takes crops of shape [N, {size}, {size}, 3], got {pixels.shape}')
+        count = len(pixels)
+        padding = -count % self.batch_size
+        if padding:
+            pixels = np.concatenate([pixels, np.zeros((padding, size, size, 3), np.uint8)])
+        results = []
+        for start in range(0, len(pixels), self.batch_size):
+            outputs = self._caption_pixels(**{captioner.PIXELS: tf.constant(pixels[start:start + self.batch_size])})
+            captions = export.captions_text(outputs[captioner.CAPTIONS])
+            log_probs = outputs[captioner.LOG_PROBS].numpy()
+            lengths = outputs[captioner.LENGTHS].numpy()
+            for texts, scores, words in zip(captions, log_probs, lengths):
+                results.append([Candidate(text, float(score), int(n))
+                                for text, score, n in zip(texts[:top_k], scores[:top_k], words[:top_k])
+                                if np.isfinite(score)])
+        return results[:count]
+
+
+def _text(variable):
+    return variable.numpy().decode('utf-8')

@@ -1,0 +1,97 @@
+"""A small exported captioner that really captions real photos, and a photo folder as users have them.
+
+``train_and_export`` teaches a tiny Show-and-Tell one caption per
+scikit-image photo (from the real encoder's features) in seconds and exports
+it: enough for tests of everything downstream of training to check real
+captions, not shapes.
+"""
+import io
+import struct
+import zlib
+
+import keras
+import numpy as np
+import skimage.data
+import tensorflow as tf
+from PIL import Image
+
+from img2txt.model import encoders, export
+from img2txt.model.config import ModelConfig
+from img2txt.model.show_and_tell import ShowAndTell, masked_loss, split_caption_ids
+from img2txt.pipelines import image_decoding
+from img2txt.schemas import vocabulary
+
+# What the model is trained to say about each photo.
+CAPTIONS = {
+    'coffee': 'a cup of coffee on a saucer',
+    'chelsea': 'a cat looking at the camera',
+    'astronaut': 'a woman in a space suit',
+    'rocket': 'a rocket on the launch pad',
+}
+# Words it never learns to say, so that the vocabulary is more than the answers.
+UNUSED_WORDS = ['dog', 'red', 'blue', 'car', 'tree', 'man', 'sky', 'water']
+
+
+def encoded(image, fmt, **save_args):
+    """The bytes of a Pillow image saved as ``fmt``."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **save_args)
+    return buffer.getvalue()
+
+
+def photo(name):
+    """scikit-image's photo ``name`` as a Pillow image."""
+    return Image.fromarray(getattr(skimage.data, name)())
+
+
+def photos_jpeg(quality=90):
+    """name → JPEG bytes of each photo in CAPTIONS."""
+    return {name: encoded(photo(name), 'JPEG', quality=quality) for name in CAPTIONS}
+
+
+def png_declaring(width, height):
+    """A tiny valid PNG whose header claims width × height: a decompression bomb's shape."""
+    data = bytearray(encoded(Image.new('RGB', (1, 1)), 'PNG'))
+    ihdr = struct.pack('>II', width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
+    return bytes(data)
+
+
+def train_captioner(encoder, jpegs, steps=150):
+    """(model, config, vocab): a small Show-and-Tell that has learnt CAPTIONS from the photos' JPEG features."""
+    words = sorted({word for caption in CAPTIONS.values() for word in caption.split()})
+    vocab = [*vocabulary.RESERVED_TOKENS, *words, *UNUSED_WORDS]
+    config = ModelConfig(vocab_size=len(vocab), feature_dim=encoder.feature_dim, embedding_size=64, lstm_units=64,
+                         lstm_dropout_keep_prob=1.0, max_caption_length=12)
+    keras.utils.set_random_seed(0)
+    model = ShowAndTell(config)
+    features = encoder.features(np.stack([image_decoding.decode(jpegs[name], encoder.input_spec)
+                                          for name in CAPTIONS]))
+    ids = {token: i for i, token in enumerate(vocab)}
+    length = max(len(caption.split()) for caption in CAPTIONS.values()) + 2
+    caption_ids = np.full((len(CAPTIONS), length), vocabulary.PAD_ID, np.int32)
+    for row, caption in enumerate(CAPTIONS.values()):
+        tokens = [vocabulary.START_ID, *(ids[w] for w in caption.split()), vocabulary.END_ID]
+        caption_ids[row, :len(tokens)] = tokens
+    input_ids, target_ids, _ = split_caption_ids(caption_ids)
+    optimizer = keras.optimizers.Adam(0.01)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = masked_loss(target_ids, model((features, input_ids), training=True))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_weights), model.trainable_weights))
+        return loss
+
+    for _ in range(steps):
+        loss = train_step()
+    assert loss < 0.05, 'the fixture model should have learnt its captions'
+    return model, config, vocab
+
+
+def train_and_export(export_dir):
+    """Trains the small captioner and exports it to ``export_dir``; returns the model id."""
+    encoder = encoders.load()
+    model, config, vocab = train_captioner(encoder, photos_jpeg())
+    return export.export_captioner(model, config, encoders.DEFAULT, vocab, export_dir)

@@ -1,0 +1,248 @@
+"""The caption pipeline end to end: a real exported captioner, real photos and bad files, real Parquet."""
+import glob
+import json
+import os
+import shutil
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from captioner_data import CAPTIONS, encoded, photo, png_declaring, train_and_export
+from img2txt.jobs import cli
+from img2txt.model import export
+from img2txt.pipelines import caption
+from img2txt.schemas import captioner, captions as schema, manifest
+
+# File name → the photo it holds, in unusual but valid dress.
+GOOD = {
+    'coffee.jpg': 'coffee',
+    'chelsea.png': 'chelsea',
+    'astronaut.PNG': 'astronaut',           # a JPEG named .PNG, upper case
+    'rocket': 'rocket',                     # no extension
+    'café au lait ☕ 2.JPG': 'coffee',      # spaces and non-ASCII in the name
+}
+# File name → the error type its row must give.
+BAD = {
+    'empty.jpg': 'EmptyImageError',
+    'truncated.jpg': 'CorruptImageError',
+    'notes.jpg': 'NotAnImageError',
+    'drawing.svg': 'UnsupportedFormatError',
+    'IMG_0001.HEIC': 'UnsupportedFormatError',
+    'favicon.ico': 'UnsupportedFormatError',
+    'bomb.png': 'ImageTooLargeError',
+}
+
+
+def write_photos(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, source in GOOD.items():
+        image = photo(source)
+        fmt = 'PNG' if name == 'chelsea.png' else 'JPEG'
+        (folder / name).write_bytes(encoded(image, fmt, **({'quality': 90} if fmt == 'JPEG' else {})))
+    jpeg = encoded(photo('rocket'), 'JPEG')
+    contents = {
+        'empty.jpg': b'',
+        'truncated.jpg': jpeg[:len(jpeg) // 3],
+        'notes.jpg': b'remember to buy milk\n',
+        'drawing.svg': b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect/></svg>',
+        'IMG_0001.HEIC': b'\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic' + bytes(200),
+        'favicon.ico': encoded(Image.new('RGB', (16, 16), (200, 0, 0)), 'ICO'),
+        'bomb.png': png_declaring(20_000, 20_000),
+    }
+    for name, data in contents.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+@pytest.fixture(scope='module')
+def model(tmp_path_factory):
+    """(export_dir, model_id) of a small captioner trained on the four photos."""
+    export_dir = str(tmp_path_factory.mktemp('model') / 'export')
+    return export_dir, train_and_export(export_dir)
+
+
+@pytest.fixture(scope='module')
+def photos(tmp_path_factory):
+    return write_photos(tmp_path_factory.mktemp('collection') / 'photos')
+
+
+def config(model, inputs, output, **options):
+    return caption.CaptionConfig(model=model[0], input=list(inputs), output=str(output), batch_size=4, **options)
+
+
+def read_rows(output, kind, run_id=None):
+    pattern = os.path.join(output, schema.partition(kind, run_id) if run_id else f'{kind}/*', '*.parquet')
+    return pq.read_table(sorted(glob.glob(pattern)), schema=schema.CAPTIONS_SCHEMA
+                         if kind == schema.CAPTIONS_DIR else schema.ERRORS_SCHEMA).to_pylist()
+
+
+@pytest.fixture(scope='module')
+def local_run(model, photos, tmp_path_factory):
+    output = tmp_path_factory.mktemp('output')
+    result = caption.run_config(config(model, [str(photos / '*')], output, run_id='first'))
+    return output, result
+
+
+def test_every_file_is_captioned_or_has_an_error_with_its_reason(local_run, photos, model):
+    output, result = local_run
+    captioned = {os.path.basename(row[schema.URI]): row for row in read_rows(output, schema.CAPTIONS_DIR)}
+    failed = {os.path.basename(row[schema.URI]): row for row in read_rows(output, schema.ERRORS_DIR)}
+    assert sorted(captioned) == sorted(GOOD)
+    assert {name: row[schema.ERROR_TYPE] for name, row in failed.items()} == BAD
+    assert failed['drawing.svg'][schema.MESSAGE].startswith('SVG')
+    assert failed['IMG_0001.HEIC'][schema.MESSAGE].startswith('HEIC')
+    assert {row[schema.STAGE] for row in failed.values()} == {'decode'}
+    assert result[manifest.COUNTS] == {'matched': 12, 'skipped': 0, 'captioned': 5, 'reused': 0, 'failed': 7}
+    assert manifest.validate(json.loads(open(os.path.join(output, schema.manifest_path('first'))).read()),
+                             'caption') == result
+    assert result[manifest.MODEL_ID] == model[1]
+
+
+def test_rows_describe_the_file_and_the_caption(local_run, photos, model):
+    output, _ = local_run
+    rows = {os.path.basename(row[schema.URI]): row for row in read_rows(output, schema.CAPTIONS_DIR)}
+    for name, source in GOOD.items():
+        row = rows[name]
+        path = photos / name
+        assert row[schema.URI] == str(path)  # spaces and non-ASCII round-trip
+        assert row[schema.CAPTION] == CAPTIONS[source]
+        assert row[schema.SIZE_BYTES] == path.stat().st_size
+        assert abs(row[schema.MODIFIED_AT].timestamp() - path.stat().st_mtime) < 1e-3
+        assert (row[schema.WIDTH], row[schema.HEIGHT]) == photo(source).size
+        assert len(row[schema.SHA256]) == 64
+        candidates = row[schema.CANDIDATES]
+        assert len(candidates) == 3 and candidates[0] == {schema.CAPTION: row[schema.CAPTION],
+                                                          schema.LOG_PROB: row[schema.LOG_PROB]}
+        assert [c[schema.LOG_PROB] for c in candidates] == sorted((c[schema.LOG_PROB] for c in candidates),
+                                                                  reverse=True)
+        assert 0.9 < row[schema.CONFIDENCE] <= 1.0  # the captions it was trained on
+        assert (row[schema.MODEL_ID], row[schema.RUN_ID], row[schema.REUSED]) == (model[1], 'first', False)
+        assert row[schema.ENCODER_ID].startswith('efficientnet_lite0@')
+
+
+def test_pipeline_captions_equal_the_exported_signatures_on_the_same_photos(local_run, photos, model):
+    output, _ = local_run
+    rows = {row[schema.URI]: row[schema.CAPTION] for row in read_rows(output, schema.CAPTIONS_DIR)}
+    loaded = export.load_captioner(model[0])
+    uris = [str(photos / name) for name in sorted(GOOD)]
+    outputs = loaded.signatures[captioner.CAPTION_IMAGES](
+        **{captioner.IMAGES: tf.constant([open(uri, 'rb').read() for uri in uris])})
+    best = [candidates[0] for candidates in export.captions_text(outputs[captioner.CAPTIONS])]
+    assert best == [rows[uri] for uri in uris]
+
+
+def test_incremental_runs_caption_only_what_is_new(model, photos, tmp_path):
+    collection = tmp_path / 'photos'
+    shutil.copytree(photos, collection)
+    output = tmp_path / 'output'
+    inputs = [str(collection / '**')]
+    first = caption.run_config(config(model, inputs, output, incremental=True, run_id='r1'))
+    assert first[manifest.COUNTS] == {'matched': 12, 'skipped': 0, 'captioned': 5, 'reused': 0, 'failed': 7}
+
+    again = caption.run_config(config(model, inputs, output, incremental=True, run_id='r2'))
+    assert again[manifest.COUNTS] == {'matched': 12, 'skipped': 12, 'captioned': 0, 'reused': 0, 'failed': 0}
+    assert read_rows(output, schema.CAPTIONS_DIR, 'r2') == []
+
+    # New photos arrive in a subfolder, one old photo is copied under a new name, one is edited.
+    (collection / '2026').mkdir()
+    (collection / '2026' / 'chelsea again.jpg').write_bytes(encoded(photo('chelsea'), 'JPEG', quality=80))
+    shutil.copy(collection / 'rocket', collection / '2026' / 'rocket copy.jpg')
+    (collection / 'notes.jpg').write_bytes(encoded(photo('astronaut'), 'JPEG'))
+    third = caption.run_config(config(model, inputs, output, incremental=True, run_id='r3'))
+    assert third[manifest.COUNTS] == {'matched': 14, 'skipped': 11, 'captioned': 3, 'reused': 1, 'failed': 0}
+    rows = {os.path.relpath(row[schema.URI], collection): row for row in read_rows(output, schema.CAPTIONS_DIR, 'r3')}
+    assert {name: (row[schema.CAPTION], row[schema.REUSED]) for name, row in rows.items()} == {
+        os.path.join('2026', 'chelsea again.jpg'): (CAPTIONS['chelsea'], False),
+        os.path.join('2026', 'rocket copy.jpg'): (CAPTIONS['rocket'], True),
+        'notes.jpg': (CAPTIONS['astronaut'], False),
+    }
+
+
+def test_multi_processing_runner_writes_the_same_rows(local_run, model, photos, tmp_path):
+    output, _ = local_run
+    caption.run_config(config(model, [str(photos / '*')], tmp_path, run_id='first'),
+                       ['--direct_running_mode=multi_processing', '--direct_num_workers=2'])
+
+    def comparable(rows):
+        return sorted(({k: v for k, v in row.items() if k not in (schema.CAPTIONED_AT, schema.FAILED_AT)}
+                       for row in rows), key=lambda row: row[schema.URI])
+    for kind in (schema.CAPTIONS_DIR, schema.ERRORS_DIR):
+        assert comparable(read_rows(tmp_path, kind)) == comparable(read_rows(output, kind))
+
+
+def test_duckdb_reads_every_run_once(model, photos, tmp_path):
+    inputs = [str(photos / 'coffee.jpg'), str(photos / 'rocket'), str(photos / 'empty.jpg')]
+    caption.run_config(config(model, inputs, tmp_path, run_id='monday'))
+    caption.run_config(config(model, inputs[:2], tmp_path, run_id='tuesday'))
+    rows = duckdb.sql(
+        f"SELECT run, uri, caption FROM read_parquet('{tmp_path}/captions/*/*.parquet', hive_partitioning=true) "
+        'ORDER BY run, uri').fetchall()
+    assert rows == [(run, str(photos / name), CAPTIONS[source]) for run in ('monday', 'tuesday')
+                    for name, source in (('coffee.jpg', 'coffee'), ('rocket', 'rocket'))]
+    [(errors,)] = duckdb.sql(f"SELECT count(*) FROM read_parquet('{tmp_path}/errors/*/*.parquet', "
+                             'hive_partitioning=true)').fetchall()
+    assert errors == 1
+
+
+def test_input_list_names_missing_files_as_match_errors(model, photos, tmp_path):
+    listing = tmp_path / 'uris.txt'
+    listing.write_text(f'{photos / "coffee.jpg"}\n\n{photos / "gone.jpg"}\n')
+    result = caption.run_config(caption.CaptionConfig(model=model[0], input_list=str(listing),
+                                                      output=str(tmp_path / 'out'), run_id='listed'))
+    assert result[manifest.COUNTS] == {'matched': 2, 'skipped': 0, 'captioned': 1, 'reused': 0, 'failed': 1}
+    [error] = read_rows(tmp_path / 'out', schema.ERRORS_DIR)
+    assert (error[schema.URI], error[schema.STAGE], error[schema.SIZE_BYTES]) == (
+        str(photos / 'gone.jpg'), 'match', None)
+
+
+def test_reads_photos_and_writes_parquet_on_gcs(model, photos, gcs, gcs_bucket):
+    bucket = gcs.bucket(gcs_bucket)
+    for name in ('coffee.jpg', 'café au lait ☕ 2.JPG', 'notes.jpg'):
+        bucket.blob(f'albums/2026/{name}').upload_from_filename(str(photos / name))
+    output = f'gs://{gcs_bucket}/captioned'
+    result = caption.run_config(config(model, [f'gs://{gcs_bucket}/albums/**'], output, run_id='cloud'))
+    assert result[manifest.COUNTS] == {'matched': 3, 'skipped': 0, 'captioned': 2, 'reused': 0, 'failed': 1}
+    names = sorted(blob.name for blob in bucket.list_blobs(prefix='captioned/'))
+    assert 'captioned/runs/cloud.json' in names
+    [part] = [n for n in names if n.startswith('captioned/captions/run=cloud/')]
+    table = pq.read_table(pa.BufferReader(bucket.blob(part).download_as_bytes()))
+    assert sorted(zip(table.column(schema.URI).to_pylist(), table.column(schema.CAPTION).to_pylist())) == [
+        (f'gs://{gcs_bucket}/albums/2026/café au lait ☕ 2.JPG', CAPTIONS['coffee']),
+        (f'gs://{gcs_bucket}/albums/2026/coffee.jpg', CAPTIONS['coffee'])]
+
+
+def test_cli_dataflow_dry_run_builds_the_job_graph_offline(model, photos, capsys):
+    status = cli.main(['caption', '--model', model[0], '--input', str(photos / '*.jpg'),
+                       '--output', 'gs://img2txt-test/captions', '--runner=DataflowRunner', '--dry_run=True',
+                       '--no_auth', '--project=img2txt-test', '--region=us-central1',
+                       '--temp_location=gs://img2txt-test/tmp', '--experiments=disable_logging_submission_environment'])
+    assert status == 0
+    assert 'dry run' in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line(model, tmp_path, capsys):
+    assert cli.main(['caption', '--model', model[0], '--input', str(tmp_path / 'nothing-here' / '*.jpg'),
+                     '--output', str(tmp_path / 'out')]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f'img2txt caption: error: --input {tmp_path / "nothing-here" / "*.jpg"} matches no files')
+    assert cli.main(['caption', '--model', str(tmp_path), '--input', str(tmp_path), '--output', str(tmp_path)]) == 2
+    assert 'is not an exported captioner' in capsys.readouterr().err
+
+
+def test_describe_prints_top_captions_and_names_bad_files(model, photos, capsys):
+    status = cli.main(['describe', '--model', model[0], str(photos / 'coffee.jpg'), str(photos / 'notes.jpg'),
+                       str(photos / 'rocket'), '--top-k', '2'])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert captured.err.strip() == f'{photos / "notes.jpg"}: error: NotAnImageError: not an image: no known image ' \
+                                   "format matches the first bytes b'remember'"
+    lines = captured.out.splitlines()
+    assert lines[0] == f'Captions for {photos / "coffee.jpg"}:'
+    assert lines[1].startswith(f'  0) {CAPTIONS["coffee"]} (p=0.')
+    assert lines[2].startswith('  1) ')
+    assert lines[3] == f'Captions for {photos / "rocket"}:' and lines[4].startswith(f'  0) {CAPTIONS["rocket"]} (p=')
+    assert len(lines) == 6
