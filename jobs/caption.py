@@ -1,4 +1,5 @@
 """``img2txt caption``: photo collections (local or gs://) → Parquet captions, errors and a run manifest."""
+import dataclasses
 import json
 
 from img2txt.pipelines import caption, flags
@@ -28,3 +29,29 @@ def run(args, beam_args):
                       'counts': counts, 'images_per_second': result[manifest.IMAGES_PER_SECOND],
                       'output': args.output}, indent=2))
     return 0
+
+
+def template_args(argv):
+    """A Dataflow template launch's flags → ``img2txt caption``'s argv.
+
+    The launcher passes each template parameter (``jobs/dataflow/caption_metadata.json``,
+    named as ``CaptionConfig``'s fields) as ``--name=value``, booleans as
+    ``true``/``false``; the CLI spells them ``--top-k=3``, ``--incremental``.
+    Other flags are pipeline options and pass unchanged.
+    """
+    fields = {field.name: field for field in dataclasses.fields(caption.CaptionConfig)}
+    translated = []
+    for arg in argv:
+        name, _, value = arg[2:].partition('=')
+        field = fields.get(name) if arg.startswith('--') else None
+        if field is None:
+            translated.append(arg)
+            continue
+        flag = name.replace('_', '-')
+        if field.type is bool:
+            if value.lower() not in ('true', 'false'):
+                raise ValueError(f'template parameter {name} must be true or false, got {value!r}')
+            translated.append(f'--{flag}' if value.lower() == 'true' else f'--no-{flag}')
+        else:
+            translated.append(f'--{flag}={value}')
+    return ['caption', *translated]
