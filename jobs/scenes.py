@@ -5,6 +5,14 @@ grey background, two shapes placed left/right/above/below each other, with
 five template captions that say what is where. Scenes are drawn from a seed,
 so the same seed gives the same images and captions. The output is the
 ``jsonl`` dataset format that ``img2txt preprocess`` reads.
+
+The dataset teaches where Show and Tell fails. A few colour-shape pairs
+(``HELD_OUT``) never appear in train or val, though their colours and shapes
+do, in other pairs. The test split has two subsets: ``seen`` (new scenes of
+pairs seen in training) and ``held_out`` (each scene shows at least one
+held-out pair). Every scene's record lists its objects as "mentions" ("red
+triangle"): a right caption names each of them, so ``img2txt evaluate``
+measures how often colours stay bound to their shapes on both subsets.
 """
 import json
 import math
@@ -23,6 +31,10 @@ SIZES = {'small': 34, 'large': 62}
 RELATIONS = {'left': ('to the left of', 'to the right of'), 'right': ('to the right of', 'to the left of'),
              'above': ('above', 'below'), 'below': ('below', 'above')}
 IMAGE_SIZE = 256
+# Colour-shape pairs that appear only in the test split's held-out subset.
+HELD_OUT = (('red', 'triangle'), ('blue', 'circle'), ('green', 'square'), ('yellow', 'diamond'),
+            ('purple', 'cross'), ('orange', 'circle'))
+SEEN, HELD_OUT_SUBSET = 'seen', 'held_out'
 
 
 def _draw(draw, shape, colour, centre, size):
@@ -59,17 +71,34 @@ def _captions(objects, relation):
             f'two shapes {_a(c1)} {s1} and {_a(c2)} {s2}']
 
 
-def scene(rng):
-    """Draws one random scene; returns (PIL image, five captions)."""
+def _objects(rng, held_out):
+    """One or two (shape, colour, size), of different colours; ``held_out``: whether a HELD_OUT pair is among them."""
+    while True:
+        count = int(rng.integers(1, 3))
+        objects = []
+        for _ in range(count):
+            colour = str(rng.choice(list(COLOURS)))
+            while objects and colour == objects[0][1]:
+                colour = str(rng.choice(list(COLOURS)))
+            objects.append((str(rng.choice(SHAPES)), colour, str(rng.choice(list(SIZES)))))
+        if any((colour, shape) in HELD_OUT for shape, colour, _ in objects) == held_out:
+            return objects
+
+
+def mentions(objects):
+    """The phrases a right caption of a scene with ``objects`` contains: each object's "colour shape"."""
+    return [f'{colour} {shape}' for shape, colour, _ in objects]
+
+
+def scene(rng, held_out=False):
+    """Draws one random scene; returns (PIL image, five captions, its objects as (shape, colour, size)).
+
+    ``held_out``: the scene shows at least one HELD_OUT pair, or (False) none.
+    """
     image = Image.new('RGB', (IMAGE_SIZE, IMAGE_SIZE), tuple(int(v) for v in rng.integers(110, 150, 3)))
     draw = ImageDraw.Draw(image)
-    count = int(rng.integers(1, 3))
-    objects = []
-    for _ in range(count):
-        colour = str(rng.choice(list(COLOURS)))
-        while objects and colour == objects[0][1]:
-            colour = str(rng.choice(list(COLOURS)))
-        objects.append((str(rng.choice(SHAPES)), colour, str(rng.choice(list(SIZES)))))
+    objects = _objects(rng, held_out)
+    count = len(objects)
     centre = IMAGE_SIZE / 2
     relation = None
     if count == 1:
@@ -86,25 +115,32 @@ def scene(rng):
         for (shape, colour, size), sign in zip(objects, (1, -1)):
             _draw(draw, shape, colour, (centre + sign * dx + jitter[0], centre + sign * dy + jitter[1]),
                   SIZES[size])
-    return image, _captions(objects, relation)
+    return image, _captions(objects, relation), objects
 
 
 def write_scenes(folder, count, seed=0, splits=(0.8, 0.1, 0.1)):
     """Writes ``count`` scenes as JPEGs under ``folder/images`` and their captions as JSONL.
 
-    Returns (captions path, images folder). Splits are train/val/test in the given proportions.
+    Returns (captions path, images folder). Splits are train/val/test in the
+    given proportions; train and val show no HELD_OUT pair; the test split's
+    first half is the ``seen`` subset, its second half ``held_out``.
     """
     rng = np.random.default_rng(seed)
     images = os.path.join(folder, 'images')
     os.makedirs(images, exist_ok=True)
     bounds = np.cumsum(splits) * count
+    test_middle = (bounds[1] + count) / 2
     lines = []
     for i in range(count):
-        image, captions = scene(rng)
+        split = 'train' if i < bounds[0] else 'val' if i < bounds[1] else 'test'
+        subset = '' if split != 'test' else SEEN if i < test_middle else HELD_OUT_SUBSET
+        image, captions, objects = scene(rng, held_out=subset == HELD_OUT_SUBSET)
         name = f'scene{i:05d}.jpg'
         image.save(os.path.join(images, name), quality=92)
-        split = 'train' if i < bounds[0] else 'val' if i < bounds[1] else 'test'
-        lines.append(json.dumps({'image': name, 'captions': captions, 'split': split}))
+        record = {'image': name, 'captions': captions, 'split': split, 'mentions': mentions(objects)}
+        if subset:
+            record['subset'] = subset
+        lines.append(json.dumps(record))
     path = os.path.join(folder, 'captions.jsonl')
     with open(path, 'w', encoding='utf-8') as f:
         f.write('\n'.join(lines) + '\n')

@@ -36,6 +36,7 @@ class Captioner:
             raise ValueError(f'batch_size must be a positive integer, got {batch_size!r}')
         self._saved_model = saved_model
         self._caption_pixels = saved_model.signatures[captioner.CAPTION_PIXELS]
+        self._caption_features = saved_model.signatures[captioner.CAPTION_FEATURES]
         self.batch_size = batch_size
         self.model_id = _text(getattr(saved_model, captioner.MODEL_ID))
         self.encoder_id = _text(getattr(saved_model, captioner.ENCODER_ID))
@@ -44,6 +45,7 @@ class Captioner:
         # The crop the encoder was trained on, from the export itself: never assumed.
         self.input_spec = InputSpec(**encoder[manifest.ENCODER_INPUT_SPEC])
         self.beam_size = int(self.config[captioner.CONFIG_MODEL]['beam_size'])
+        self.feature_dim = int(encoder[manifest.ENCODER_FEATURE_DIM])
 
     @classmethod
     def load(cls, export_dir, batch_size=DEFAULT_BATCH_SIZE):
@@ -62,20 +64,30 @@ class Captioner:
           N lists of ``top_k`` ``Candidate``s; slots the beam could not fill
           (a tiny vocabulary) are left out.
         """
-        top_k = self.beam_size if top_k is None else top_k
-        if not 1 <= top_k <= self.beam_size:
-            raise ValueError(f'top_k must be in [1, {self.beam_size}] (the export\'s beam size), got {top_k}')
         pixels = np.asarray(pixels, np.uint8)
         size = self.input_spec.size
         if pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
             raise ValueError(f'the captioner takes crops of shape [N, {size}, {size}, 3], got {pixels.shape}')
-        count = len(pixels)
+        return self._fixed_batches(self._caption_pixels, captioner.PIXELS, pixels, top_k)
+
+    def caption_features(self, features, top_k=None):
+        """As ``caption``, from encoder features float32 ``[N, D]`` (what preprocess stores)."""
+        features = np.asarray(features, np.float32)
+        if features.ndim != 2 or features.shape[1] != self.feature_dim:
+            raise ValueError(f'the captioner takes features of shape [N, {self.feature_dim}], got {features.shape}')
+        return self._fixed_batches(self._caption_features, captioner.FEATURES, features, top_k)
+
+    def _fixed_batches(self, signature, input_name, inputs, top_k):
+        top_k = self.beam_size if top_k is None else top_k
+        if not 1 <= top_k <= self.beam_size:
+            raise ValueError(f'top_k must be in [1, {self.beam_size}] (the export\'s beam size), got {top_k}')
+        count = len(inputs)
         padding = -count % self.batch_size
         if padding:
-            pixels = np.concatenate([pixels, np.zeros((padding, size, size, 3), np.uint8)])
+            inputs = np.concatenate([inputs, np.zeros((padding, *inputs.shape[1:]), inputs.dtype)])
         results = []
-        for start in range(0, len(pixels), self.batch_size):
-            outputs = self._caption_pixels(**{captioner.PIXELS: tf.constant(pixels[start:start + self.batch_size])})
+        for start in range(0, len(inputs), self.batch_size):
+            outputs = signature(**{input_name: tf.constant(inputs[start:start + self.batch_size])})
             captions = export.captions_text(outputs[captioner.CAPTIONS])
             log_probs = outputs[captioner.LOG_PROBS].numpy()
             lengths = outputs[captioner.LENGTHS].numpy()

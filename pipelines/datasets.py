@@ -13,7 +13,7 @@ image holding all its usable raw captions, and ``errors``, a PCollection of
   flickr8k   Flickr8k.token.txt plus the Flickr_8k.*Images.txt   ReadFlickr8k
   flickr30k  results_20130124.token                              ReadFlickr30k
   pascal     PASCAL 1k sentences, one text file per image        ReadPascal
-  jsonl      one {"image", "captions", "split"} object per line  ReadJsonl
+  jsonl      one {"image", "captions", "split"[, "subset", "mentions"]} object per line  ReadJsonl
 
 Rules shared by all formats:
 
@@ -49,6 +49,7 @@ emitted in ``images``, 'errors' counts the error records.
 import json
 import os
 import re
+import tempfile
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -57,6 +58,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from img2txt.model.tokenizer import EmptyCaptionError, tokenize
+from img2txt.pipelines import beam_options
 from img2txt.schemas import errors
 
 # The splits a CaptionedImage can be in; 'restval' only with
@@ -87,6 +89,10 @@ class CaptionedImage(NamedTuple):
     split: str
     # Raw captions in file order, not tokenized; each has at least one word.
     captions: tuple[str, ...]
+    # JSONL only: the evaluation subset the image belongs to ('' for none),
+    # and phrases every right caption of it contains (e.g. "red square").
+    subset: str = ''
+    mentions: tuple[str, ...] = ()
 
 
 class DatasetOutputs(NamedTuple):
@@ -104,6 +110,8 @@ class _Placement(NamedTuple):
     image_path: str
     split: str
     location: str
+    subset: str = ''
+    mentions: tuple[str, ...] = ()
 
 
 class _Caption(NamedTuple):
@@ -226,7 +234,7 @@ class _CheckImage(beam.DoFn):
         captions = []
         for part in parts:
             if isinstance(part, _Placement):
-                placements.setdefault((part.image_path, part.split), part.location)
+                placements.setdefault((part.image_path, part.split, part.subset, part.mentions), part.location)
             else:
                 captions.append(part)
         captions.sort(key=lambda caption: caption.order)
@@ -237,13 +245,13 @@ class _CheckImage(beam.DoFn):
                          f'captions (at {captions[0].location}, ...) are not used')
             return
         if len(placements) > 1:
-            seen = '; '.join(f'{path} in {split} (at {location})'
-                             for (path, split), location in sorted(placements.items()))
+            seen = '; '.join(f'{path} in {split}{f" subset {subset}" if subset else ""} (at {location})'
+                             for (path, split, subset, _), location in sorted(placements.items()))
             yield _error(image_id, 'ConflictingRecords',
                          f'records disagree on the image: {seen}; its {len(captions)} captions '
                          f'are not used')
             return
-        [(image_path, split)] = placements
+        [(image_path, split, subset, mentions)] = placements
         kept = []
         for index, caption in enumerate(captions):
             problem = _caption_problem(caption.text)
@@ -259,7 +267,7 @@ class _CheckImage(beam.DoFn):
             return
         _IMAGES.inc()
         _CAPTIONS.inc(len(kept))
-        yield CaptionedImage(image_id, image_path, split, tuple(kept))
+        yield CaptionedImage(image_id, image_path, split, tuple(kept), subset, mentions)
 
 
 def _count_error(record):
@@ -629,6 +637,12 @@ class _ParseJsonLines(beam.DoFn):
                     split = 'train'
                 elif split not in SPLITS:
                     raise _BadRecord('UnknownSplit', f'split must be one of {SPLITS}, got {_shorten(split)}')
+                subset = record.get('subset') or ''
+                if not isinstance(subset, str):
+                    raise _BadRecord('InvalidRecord', f'subset must be a string, got {_shorten(subset)}')
+                mentions = record.get('mentions') or []
+                if not (isinstance(mentions, list) and all(isinstance(m, str) and m.strip() for m in mentions)):
+                    raise _BadRecord('InvalidRecord', f'mentions must be a list of phrases, got {_shorten(mentions)}')
             except json.JSONDecodeError as exc:
                 yield _error(where, type(exc).__name__, str(exc))
                 continue
@@ -637,7 +651,7 @@ class _ParseJsonLines(beam.DoFn):
                 continue
             is_absolute = FileSystems.get_scheme(image) is not None or os.path.isabs(image)
             image_path = image if is_absolute else FileSystems.join(self._images, image)
-            yield image, _Placement(image_path, split, where)
+            yield image, _Placement(image_path, split, where, subset, tuple(mentions))
             for i, caption in enumerate(captions):
                 yield image, _Caption((number, i), f'{where} captions[{i}]', caption)
 
@@ -648,7 +662,9 @@ class ReadJsonl(beam.PTransform):
     Relative image paths are under ``images``; absolute paths and URLs
     (gs://...) are used as they are, and the image value is the image_id. A
     missing or null split is 'train'; any other value must be one of SPLITS.
-    Other keys are ignored. Lines that are not JSON objects of this shape are
+    Optional keys for evaluation: "subset" (a name, e.g. "held_out"; metrics
+    are reported per subset) and "mentions" (phrases every right caption
+    contains, e.g. ["red square", "blue circle"]). Other keys are ignored. Lines that are not JSON objects of this shape are
     error records named 'FILE:LINE'; an image on several lines gets the
     captions of all of them.
     """
@@ -694,3 +710,30 @@ def read_dataset(fmt, captions, images, **options):
     except KeyError:
         raise ValueError(f'unknown dataset format {fmt!r}; known formats: {", ".join(FORMATS)}') from None
     return reader(captions, images, **options)
+
+
+def load_dataset(fmt, captions, images, beam_args=(), **options):
+    """Reads a whole dataset into this process: ``(images, errors)``, lists of CaptionedImage and error records.
+
+    For jobs that need every caption in one place (evaluation scores a
+    corpus); the reader runs on a local Beam runner and its output comes
+    back through a temporary file. Arguments as ``read_dataset``.
+    """
+    with tempfile.TemporaryDirectory(prefix='img2txt-dataset-') as scratch:
+        prefix = os.path.join(scratch, 'records')
+        with beam.Pipeline(options=beam_options.pipeline_options(list(beam_args))) as pipeline:
+            outputs = pipeline | 'ReadDataset' >> read_dataset(fmt, captions, images, **options)
+            lines = ((outputs.images | 'Images' >> beam.Map(lambda image: json.dumps(['image', image._asdict()])),
+                      outputs.errors | 'Errors' >> beam.Map(lambda record: json.dumps(['error', record])))
+                     | 'All' >> beam.Flatten())
+            _ = lines | 'Write' >> beam.io.WriteToText(prefix)
+        read_images, read_errors = [], []
+        for path in sorted(os.listdir(scratch)):
+            with open(os.path.join(scratch, path), encoding='utf-8') as f:
+                for kind, value in map(json.loads, f):
+                    if kind == 'image':
+                        value.update(captions=tuple(value['captions']), mentions=tuple(value['mentions']))
+                        read_images.append(CaptionedImage(**value))
+                    else:
+                        read_errors.append(value)
+    return sorted(read_images), read_errors

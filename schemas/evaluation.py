@@ -26,6 +26,8 @@ DATA = 'data'                    # what was evaluated: {'data': DIR} or {'datase
 SUBSETS = 'subsets'              # {subset: {IMAGES_COUNT, metric: value}}; ALL is every image
 ALL = 'all'
 IMAGES_COUNT = 'images'
+NOT_SCORED = 'not_scored'        # images of the split that could not be captioned, so are not in the scores
+NOT_SCORED_EXAMPLES = 'not_scored_examples'  # the first of them: [{IMAGE_ID, 'reason'}]
 
 BLEU = tuple(f'BLEU-{n}' for n in range(1, 5))
 METEOR = 'METEOR'

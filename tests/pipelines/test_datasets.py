@@ -380,3 +380,25 @@ def test_malformed_json_file_fails_naming_it(tmp_path):
     with pytest.raises(Exception, match=f'{wrong_shape} is not a Karpathy split file'):
         with TestPipeline() as p:
             p | read_dataset('karpathy', wrong_shape, 'images')
+
+
+def test_jsonl_subsets_and_mentions_for_evaluation(tmp_path):
+    path = write_lines(tmp_path / 'captions.jsonl', [
+        '{"image": "a.jpg", "captions": ["a red square"], "split": "test", "subset": "held_out", '
+        '"mentions": ["red square"]}',
+        '{"image": "b.jpg", "captions": ["a blue circle"], "split": "test", "subset": "seen"}',
+        '{"image": "c.jpg", "captions": ["x"], "mentions": "red square"}',
+        '{"image": "d.jpg", "captions": ["x"], "subset": 3}',
+    ])
+    root = str(tmp_path / 'imgs')
+    with TestPipeline() as p:
+        outputs = p | read_dataset('jsonl', path, root)
+        assert_that(outputs.images, images_are([
+            CaptionedImage('a.jpg', os.path.join(root, 'a.jpg'), 'test', ('a red square',), 'held_out',
+                           ('red square',)),
+            CaptionedImage('b.jpg', os.path.join(root, 'b.jpg'), 'test', ('a blue circle',), 'seen'),
+        ]), label='Images')
+        assert_that(outputs.errors, errors_are([
+            (f'{path}:3', 'InvalidRecord', 'mentions must be a list of phrases'),
+            (f'{path}:4', 'InvalidRecord', 'subset must be a string'),
+        ]), label='Errors')
