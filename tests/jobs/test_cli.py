@@ -1,5 +1,6 @@
 """The img2txt command: help, classify on real photos, one-line errors."""
 import json
+import os
 import subprocess
 import sys
 
@@ -68,3 +69,15 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     (other / 'thesis.tex').write_text('keep me')
     assert cli.main(['demo', '--workdir', str(other)]) == 2
     assert (other / 'thesis.tex').exists()
+
+
+def test_a_newcomer_sees_the_jobs_own_lines_not_tensorflows_log_noise(tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), 'img2txt')
+    command = [script, 'describe', '--model', str(tmp_path / 'no-model'), str(tmp_path / 'x.jpg')]
+    quiet = subprocess.run(command, capture_output=True, text=True)
+    assert quiet.returncode == 2
+    assert quiet.stderr.splitlines() == [
+        f'img2txt describe: error: SavedModel file does not exist at: {tmp_path / "no-model"}/'
+        '{saved_model.pbtxt|saved_model.pb}']
+    verbose = subprocess.run([script, '--log-level', 'INFO', *command[1:]], capture_output=True, text=True)
+    assert len(verbose.stderr.splitlines()) > 1  # TensorFlow's own lines, which the default hides
