@@ -1,27 +1,30 @@
 """Training throughput: captions/s of the train step, and of the input pipeline alone.
 
 Writes a synthetic preprocess output (random features, COCO-like captions of
-8-16 words) to a temporary folder, then measures:
+8-16 words) to a temporary folder, then measures, interleaved (measure.py):
 
   - the input pipeline: training batches per second from ``make_dataset``
     with nothing consuming them;
   - training: ``training.train``'s own throughput (after its first step,
-    which traces), input pipeline included, at im2txt's sizes.
+    which traces), input pipeline included, at im2txt's sizes; each sample is
+    a fresh training run in a fresh folder, so none resumes another.
 
 Target: the input pipeline at least 5x faster than training, so the model,
 not the data, sets the pace.
 
-    .venv/bin/python benchmarks/train.py [--steps 30] [--batch-size 32] [--feature-dtype float16]
+    .venv/bin/python benchmarks/train.py [--steps 30] [--batch-size 32] [--feature-dtype float16] [--repeats 5]
 """
 import argparse
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 
 import numpy as np
 
+import measure
 from img2txt.model import input_pipeline, training
 from img2txt.model.config import TrainingConfig
 from img2txt.schemas import manifest, training_records, vocabulary
@@ -85,28 +88,39 @@ def main():
     parser.add_argument('--steps', type=int, default=30, help='training steps to time')
     parser.add_argument('--strategy', choices=training.STRATEGIES)
     parser.add_argument('--mixed-precision', action='store_true')
+    parser.add_argument('--repeats', type=int, default=measure.REPEATS, help='interleaved samples per figure')
     args = parser.parse_args()
     logging.getLogger('tensorflow').setLevel(logging.ERROR)
 
     with tempfile.TemporaryDirectory() as scratch:
         data_dir = write_synthetic_data(os.path.join(scratch, 'data'), args.images, args.captions_per_image,
                                         args.feature_dim, args.vocab_size, args.feature_dtype)
-        print(f'{args.images} images x {args.captions_per_image} captions, vocabulary {args.vocab_size}, '
-              f'{args.feature_dim}-d {args.feature_dtype} features, batch {args.batch_size}')
-        pipeline = input_captions_per_second(data_dir, args.batch_size, num_batches=200)
-        print(f'  input pipeline: {pipeline:8.0f} captions/s')
+        model_dir = os.path.join(scratch, 'model')
         config = TrainingConfig(batch_size=args.batch_size, max_steps=args.steps + 1, log_every_steps=10 ** 9,
                                 checkpoint_every_steps=10 ** 9)
-        result = training.train(data_dir, os.path.join(scratch, 'model'),
-                                dict(embedding_size=args.embedding_size, lstm_units=args.lstm_units), config,
-                                strategy=args.strategy, mixed_precision=args.mixed_precision, export=False)
-        with open(os.path.join(scratch, 'model', training.CONFIG_FILE)) as f:
-            run = json.load(f)
-        print(f'  training:       {result.captions_per_second:8.0f} captions/s  '
-              f'(LSTM {args.lstm_units}, embedding {args.embedding_size}, {run["strategy"]["name"]}, '
-              f'{run["precision_policy"]})')
-        print(f'  input pipeline / training: {pipeline / result.captions_per_second:.1f}x (target >= 5x)')
 
+        def training_captions_per_second():
+            shutil.rmtree(model_dir, ignore_errors=True)
+            return training.train(data_dir, model_dir, dict(embedding_size=args.embedding_size,
+                                                            lstm_units=args.lstm_units), config,
+                                  strategy=args.strategy, mixed_precision=args.mixed_precision,
+                                  export=False).captions_per_second
+
+        samples = measure.interleave({
+            'input': lambda: input_captions_per_second(data_dir, args.batch_size, num_batches=200),
+            'training': training_captions_per_second,
+        }, args.repeats)
+        with open(os.path.join(model_dir, training.CONFIG_FILE)) as f:
+            run = json.load(f)
+        print(f'{args.images} images x {args.captions_per_image} captions, vocabulary {args.vocab_size}, '
+              f'{args.feature_dim}-d {args.feature_dtype} features, batch {args.batch_size}; '
+              f'{args.repeats} interleaved repeats')
+        print(f'  input pipeline: captions/s {measure.summary(samples["input"], digits=0)}')
+        print(f'  training:       captions/s {measure.summary(samples["training"], digits=0)}  '
+              f'(LSTM {args.lstm_units}, embedding {args.embedding_size}, {run["strategy"]["name"]}, '
+              f'{run["precision_policy"]}, {args.steps} steps a run)')
+        print(f'  input pipeline / training: '
+              f'{measure.summary(measure.ratios(samples["input"], samples["training"]), unit="x")}   (target >= 5x)')
 
 if __name__ == '__main__':
     main()

@@ -38,6 +38,9 @@ an "Invalid Project ID", and without a valid ``--temp_location`` or
 up or creates a default staging bucket on GCS, which offline means about 25 s
 of credential retries and then two minutes of storage retries.
 ``--experiments=disable_logging_submission_environment`` skips ``pip freeze``.
+tf.Transform creates its temp dir through TensorFlow's own GCS client while
+the graph is built, so the preprocess job gives it local scratch when
+``--dry_run`` is set (``img2txt preprocess ... --dry_run=True`` works offline).
 """
 import os
 

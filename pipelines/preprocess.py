@@ -39,7 +39,7 @@ import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.options.pipeline_options import StandardOptions, TestOptions
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 import img2txt
@@ -311,14 +311,19 @@ def run_config(config, beam_args=()):
     started = datetime.datetime.now(datetime.timezone.utc)
     options = beam_options.pipeline_options(list(beam_args))
     local = options.view_as(StandardOptions).runner in (beam_options.LOCAL_RUNNER, 'DirectRunner')
+    # Read as DataflowRunner reads it, so both agree on whether anything will run.
+    dry_run = bool(options.view_as(TestOptions).dry_run)
     # A local run keeps tf.Transform's files off TensorFlow's own GCS client: scratch space stays on local
     # disk and, for a remote output, the transform output is staged locally and uploaded afterwards.
+    # tf.Transform creates its temp dir while the graph is built; a dry run builds the graph and runs
+    # nothing, so it gets local scratch too and works offline, where a real Dataflow run needs gs:// paths.
     staged = local and storage.is_remote(config.output)
     counts_path = FileSystems.join(config.output, '.counts', 'counts')
     scratch = tempfile.mkdtemp(prefix='img2txt-preprocess-')
     try:
-        transform_dir = os.path.join(scratch, 'transform') if staged else config.output
-        temp_dir = os.path.join(scratch, 'tft_tmp') if local else FileSystems.join(config.output, 'tmp', 'tft')
+        transform_dir = os.path.join(scratch, 'transform') if staged or dry_run else config.output
+        temp_dir = (os.path.join(scratch, 'tft_tmp') if local or dry_run
+                    else FileSystems.join(config.output, 'tmp', 'tft'))
         encoder = encoders.load(config.encoder, weights=config.encoder_weights)
         pipeline = beam.Pipeline(options=options)
         outputs = build(pipeline, config, encoder, transform_dir, temp_dir)
@@ -326,7 +331,7 @@ def run_config(config, beam_args=()):
              | 'WriteCounts' >> beam.io.WriteToText(counts_path, num_shards=1, shard_name_template=''))
         result = pipeline.run()
         result.wait_until_finish()
-        if options.get_all_options().get('dry_run'):
+        if dry_run:
             return None
         if staged:
             storage.upload_tree(transform_dir, config.output)

@@ -10,11 +10,9 @@ from apache_beam.testing.util import assert_that, equal_to
 
 import img2txt
 from img2txt.pipelines.beam_options import LOCAL_RUNNER, pipeline_options
+from dataflow_flags import DATAFLOW_DRY_RUN
 
 SETUP_PY = os.path.join(os.path.dirname(img2txt.__file__), 'setup.py')
-DATAFLOW_DRY_RUN = ['--runner=DataflowRunner', '--dry_run=True', '--no_auth', '--project=img2txt-test',
-                    '--region=us-central1', '--temp_location=gs://img2txt-test/tmp',
-                    '--experiments=disable_logging_submission_environment']
 
 
 @pytest.fixture

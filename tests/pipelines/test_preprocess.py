@@ -8,12 +8,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
+from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 from PIL import Image
 
+from img2txt.jobs import cli
 from img2txt.model import encoders
 from img2txt.model.tokenizer import tokenize
-from img2txt.pipelines import beam_options, image_decoding, preprocess
+from img2txt.pipelines import image_decoding, preprocess
 from img2txt.schemas import manifest, training_records, vocabulary
+from dataflow_flags import DATAFLOW_DRY_RUN
 
 COLOURS = {'red': (220, 30, 30), 'blue': (30, 30, 220), 'green': (30, 200, 30)}
 
@@ -163,23 +166,29 @@ def test_reads_and_writes_gcs(local_run, dataset, gcs, gcs_bucket):
     assert bucket.blob('out/train/data-00000-of-00001.tfrecord').download_as_bytes() == local_shard
 
 
-def test_dataflow_job_graph_builds_offline(dataset, tmp_path):
+def test_dataflow_dry_run_from_the_cli(dataset, monkeypatch, capsys):
     captions, images, _ = dataset
-    config = preprocess.PreprocessConfig(dataset='jsonl', captions=str(captions), images=str(images),
-                                         output='gs://img2txt-test/preprocessed')
-    p = beam.Pipeline(options=beam_options.pipeline_options([
-        '--runner=DataflowRunner', '--dry_run=True', '--no_auth', '--project=img2txt-test',
-        '--region=us-central1', '--temp_location=gs://img2txt-test/tmp',
-        '--experiments=disable_logging_submission_environment']))
-    # tf.Transform creates its scratch folder while the graph is built, through TensorFlow's own GCS
-    # client, which no emulator can stand in for; a real Dataflow run gives it gs:// paths.
-    preprocess.build(p, config, encoders.load(config.encoder), str(tmp_path / 'transform'), str(tmp_path / 'tft'))
-    result = p.run()
+    runs = []
+    run_pipeline = DataflowRunner.run_pipeline
+
+    def recording_run_pipeline(runner, *args, **kwargs):
+        """Runs the real dry run and keeps the runner, whose proto_pipeline is the job graph."""
+        result = run_pipeline(runner, *args, **kwargs)
+        runs.append((runner, result))
+        return result
+
+    monkeypatch.setattr(DataflowRunner, 'run_pipeline', recording_run_pipeline)
+    # No network here: had tf.Transform reached for gs:// through TensorFlow's GCS client, this would fail.
+    status = cli.main(['preprocess', '--dataset', 'jsonl', '--captions', str(captions), '--images', str(images),
+                       '--output', 'gs://img2txt-test/preprocessed', *DATAFLOW_DRY_RUN])
+    assert status == 0
+    assert 'dry run: the job graph was built and validated; nothing ran' in capsys.readouterr().out
+    [(runner, result)] = runs
     assert result.state == beam.runners.runner.PipelineState.DONE
-    names = {t.unique_name for t in p.runner.proto_pipeline.components.transforms.values()}
+    names = {t.unique_name for t in runner.proto_pipeline.components.transforms.values()}
     assert {'ReadDataset', 'DecodeImages', 'Encode', 'AnalyzeTrain', 'Transform', 'WriteShards',
-            'WriteErrors'} <= names
-    [environment] = p.runner.proto_pipeline.components.environments.values()
+            'WriteErrors', 'WriteCounts'} <= names
+    [environment] = runner.proto_pipeline.components.environments.values()
     assert b'workflow.tar.gz' in b''.join(a.role_payload for a in environment.dependencies)
 
 
