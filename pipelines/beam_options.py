@@ -44,7 +44,8 @@ the graph is built, so the preprocess job gives it local scratch when
 """
 import os
 
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions, WorkerOptions
+from apache_beam.options.pipeline_options import (PipelineOptions, SetupOptions, StandardOptions, TestOptions,
+                                                  WorkerOptions)
 
 import img2txt
 
@@ -96,8 +97,11 @@ def is_local(options):
 
 
 def is_dry_run(options):
-    """Whether a Dataflow ``--dry_run`` only builds and validates the job graph."""
-    return bool(options.get_all_options().get('dry_run'))
+    """Whether a Dataflow ``--dry_run`` only builds and validates the job graph.
+
+    Read as DataflowRunner reads it, so both agree on whether anything will run.
+    """
+    return bool(options.view_as(TestOptions).dry_run)
 
 
 def is_template_launch(options):

@@ -32,7 +32,6 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-from apache_beam.options.pipeline_options import StandardOptions
 
 import img2txt
 from img2txt.model import captioner as captioner_lib
@@ -385,7 +384,7 @@ def _manifest(counts, captions_files, errors_files, config, context, started, op
         manifest.FINISHED_AT: finished.isoformat(),
         manifest.MODEL: config.model,
         manifest.MODEL_ID: context.model_id,
-        manifest.ENCODER_ID: context.encoder_id,
+        manifest.RUN_ENCODER_ID: context.encoder_id,
         manifest.RUN_ID: context.run_id,
         manifest.IMAGES_PER_SECOND: round(done / seconds, 3),
         manifest.OUTPUTS: {schema.CAPTIONS_DIR: sorted(captions_files), schema.ERRORS_DIR: sorted(errors_files)},

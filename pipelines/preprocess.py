@@ -39,7 +39,6 @@ import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
-from apache_beam.options.pipeline_options import StandardOptions, TestOptions
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 import img2txt
@@ -310,9 +309,8 @@ def run_config(config, beam_args=()):
     """Runs the preprocess pipeline for ``config``; returns the manifest (None for a Dataflow dry run)."""
     started = datetime.datetime.now(datetime.timezone.utc)
     options = beam_options.pipeline_options(list(beam_args))
-    local = options.view_as(StandardOptions).runner in (beam_options.LOCAL_RUNNER, 'DirectRunner')
-    # Read as DataflowRunner reads it, so both agree on whether anything will run.
-    dry_run = bool(options.view_as(TestOptions).dry_run)
+    local = beam_options.is_local(options)
+    dry_run = beam_options.is_dry_run(options)
     # A local run keeps tf.Transform's files off TensorFlow's own GCS client: scratch space stays on local
     # disk and, for a remote output, the transform output is staged locally and uploaded afterwards.
     # tf.Transform creates its temp dir while the graph is built; a dry run builds the graph and runs

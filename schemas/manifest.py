@@ -60,7 +60,7 @@ CAPTIONS_FAILED = 'captions_failed'
 # Caption runs (schemas.captions): the model, the run and its throughput.
 MODEL = 'model'                  # the export directory captioned with
 MODEL_ID = 'model_id'
-ENCODER_ID = 'encoder_id'
+RUN_ENCODER_ID = 'encoder_id'    # the captioner's encoder id (ENCODER_ID is the field of an ENCODER entry)
 RUN_ID = 'run_id'
 IMAGES_PER_SECOND = 'images_per_second'  # images inferred / wall time of the pipeline
 OUTPUTS = 'outputs'              # {'captions': glob, 'errors': glob} of this run's Parquet files
@@ -76,7 +76,7 @@ CAPTION_COUNTS = (MATCHED, SKIPPED, CAPTIONED, REUSED, FAILED)
 _COMMON = (FORMAT, JOB, VERSION, INPUTS, OPTIONS, COUNTS, STARTED_AT, FINISHED_AT)
 REQUIRED = {
     'preprocess': _COMMON + (DATASET, ENCODER, FEATURE_DTYPE, VOCABULARY, SPLITS, ERRORS),
-    'caption': _COMMON + (MODEL, MODEL_ID, ENCODER_ID, RUN_ID, IMAGES_PER_SECOND, OUTPUTS),
+    'caption': _COMMON + (MODEL, MODEL_ID, RUN_ENCODER_ID, RUN_ID, IMAGES_PER_SECOND, OUTPUTS),
 }
 
 

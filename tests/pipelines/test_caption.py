@@ -12,6 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from captioner_data import CAPTIONS, encoded, photo, png_declaring, train_and_export
+from dataflow_flags import DATAFLOW_DRY_RUN
 from img2txt.jobs import cli
 from img2txt.model import export
 from img2txt.pipelines import caption
@@ -217,9 +218,7 @@ def test_reads_photos_and_writes_parquet_on_gcs(model, photos, gcs, gcs_bucket):
 
 def test_cli_dataflow_dry_run_builds_the_job_graph_offline(model, photos, capsys):
     status = cli.main(['caption', '--model', model[0], '--input', str(photos / '*.jpg'),
-                       '--output', 'gs://img2txt-test/captions', '--runner=DataflowRunner', '--dry_run=True',
-                       '--no_auth', '--project=img2txt-test', '--region=us-central1',
-                       '--temp_location=gs://img2txt-test/tmp', '--experiments=disable_logging_submission_environment'])
+                       '--output', 'gs://img2txt-test/captions', '--incremental', *DATAFLOW_DRY_RUN])
     assert status == 0
     assert 'dry run' in capsys.readouterr().out
 
