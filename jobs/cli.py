@@ -15,10 +15,10 @@ import logging
 import sys
 
 from img2txt import __version__
-from img2txt.jobs import caption, classify, demo, describe, preprocess, train
+from img2txt.jobs import caption, classify, demo, describe, preprocess, report, train
 
 # Order of the subcommands in --help: the order a user meets them.
-JOBS = (demo, preprocess, train, caption, describe, classify)
+JOBS = (demo, preprocess, train, caption, describe, classify, report)
 
 
 class UsageError(Exception):
