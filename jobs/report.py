@@ -84,7 +84,7 @@ def run(args, beam_args):
     with FileSystems.create(args.output, mime_type='text/html',
                             compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(page.encode('utf-8'))
-    print(f'wrote {args.output} ({len(page.encode("utf-8")) / 1e6:.1f} MB)')
+    print(f'wrote {args.output} ({len(page.encode("utf-8")) / 1e3:,.0f} kB)')
     return 0
 
 
@@ -312,7 +312,7 @@ def _gallery(photos, total):
             'file name"></label><label>Minimum confidence <input id="min" type="range" min="0" max="1" '
             'step="any" value="0"> <output id="min-value">0.00</output></label></div>'
             f'<p class="note">{shown}; <span id="matching">{len(photos)}</span> match the filter.</p>'
-            f'<div class="photos">{"".join(figures) or "<p>No captioned images.</p>"}</div></section>')
+            f'<div class="photos">{"".join(figures)}</div></section>')
 
 
 def _errors(failures, total):
