@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 # pytest workers: one per core; TF and Beam spend much of a test in Python.
 TEST_WORKERS ?= 2
 
-.PHONY: install test demo bench clean
+.PHONY: install chromium test demo bench clean
 
 install: $(INSTALLED)
 
@@ -18,7 +18,12 @@ $(INSTALLED): setup.py
 	$(BIN)/python -m pip install --quiet --editable '.[test]'
 	touch $@
 
-test: $(INSTALLED)
+# The report's tests render it in headless Chromium: Debian's package, so
+# nothing downloads a browser (CI runs make test as root on a fresh machine).
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+test: $(INSTALLED) chromium
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -q $(PYTEST_ARGS)
 
 demo: $(INSTALLED)

@@ -48,6 +48,11 @@ LOG_DIR = 'logs'
 EXPORT_DIR = 'export'
 STRATEGIES = ('default', 'mirrored')
 VALIDATION_SPLIT = 'val'
+# TensorBoard runs under LOG_DIR, one folder each, and the scalar tag of their
+# loss; the report job reads the curves back by these names.
+TRAIN_LOGS = 'train'
+VALIDATION_LOGS = 'val'
+LOSS = 'loss'
 
 # ModelConfig fields that the training data decides, not the user.
 DATA_MODEL_FIELDS = ('vocab_size', 'feature_dim')
@@ -403,7 +408,7 @@ class _Loop:
         self._total_steps = total_steps
         self._log = log
         self._writers = {split: tf.summary.create_file_writer(tf.io.gfile.join(model_dir, LOG_DIR, split))
-                         for split in ('train', 'val')}
+                         for split in (TRAIN_LOGS, VALIDATION_LOGS)}
         self.step = self.start_step = int(optimizer.iterations.numpy())
         self._saved_step = self.step if manager.latest_checkpoint else None
         self._validated_step = None
@@ -464,8 +469,8 @@ class _Loop:
         self._log(f'step {self.step}/{self._total_steps} (epoch {epoch:.2f}): loss {self.train_loss:.4f}, '
                   f'learning rate {learning_rate:.3g}, {steps_per_second:.2f} steps/s, '
                   f'{captions_per_second:.1f} captions/s')
-        _write_scalars(self._writers['train'], self.step, {
-            'loss': self.train_loss, 'perplexity': _perplexity(self.train_loss), 'learning_rate': learning_rate,
+        _write_scalars(self._writers[TRAIN_LOGS], self.step, {
+            LOSS: self.train_loss, 'perplexity': _perplexity(self.train_loss), 'learning_rate': learning_rate,
             'steps_per_second': steps_per_second, 'captions_per_second': captions_per_second})
         self._interval = _Totals(self.step)
 
@@ -480,8 +485,8 @@ class _Loop:
         self._validated_step = self.step
         self._log(f'validation at step {self.step}: loss {self.val_loss:.4f}, '
                   f'perplexity {_perplexity(self.val_loss):.2f} ({int(num_tokens)} words)')
-        _write_scalars(self._writers['val'], self.step,
-                       {'loss': self.val_loss, 'perplexity': _perplexity(self.val_loss)})
+        _write_scalars(self._writers[VALIDATION_LOGS], self.step,
+                       {LOSS: self.val_loss, 'perplexity': _perplexity(self.val_loss)})
 
 
 class _StopSignals:

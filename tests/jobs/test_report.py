@@ -1,0 +1,348 @@
+"""The HTML report of a real caption output, evaluation and training logs, as headless Chromium shows it."""
+import html.parser
+import json
+import math
+import shutil
+import subprocess
+import urllib.parse
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image, ImageStat
+
+from captioner_data import CAPTIONS, encoded, photo, train_and_export
+from img2txt.jobs import cli, report
+from img2txt.model import training
+from img2txt.model.config import TrainingConfig
+from img2txt.pipelines import caption
+from img2txt.schemas import captions as schema, evaluation
+from training_data import random_images, write_training_data
+
+MALICIOUS = '<img src=x onerror=alert(1)>.jpg'
+# Two runs, a day apart: file name → the photo it holds.
+RUNS = {
+    'monday': {'coffee.jpg': 'coffee', 'chelsea.png': 'chelsea'},
+    'tuesday': {MALICIOUS: 'astronaut', 'rocket ☄.jpg': 'rocket'},
+}
+BROKEN = 'notes.jpg'  # in tuesday's folder: not an image
+REFERENCE_ATTACK = '<script>alert(2)</script> a cat'
+# Chromium as the tests run it: headless, and with nothing that reaches the network.
+CHROMIUM_FLAGS = ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+                  '--host-resolver-rules=MAP * ~NOTFOUND')
+# The body's background in the report's style sheet: seen in a screenshot only if the policy let the style load.
+PAGE_BACKGROUND = (0xf6, 0xf7, 0xf9)
+
+
+@pytest.fixture(scope='module')
+def caption_output(tmp_path_factory):
+    """A caption output folder of two real runs of the caption pipeline, and its rows by file name."""
+    root = tmp_path_factory.mktemp('report')
+    export_dir = str(root / 'model' / 'export')
+    train_and_export(export_dir)
+    output = root / 'captioned'
+    for run_id, photos in RUNS.items():
+        folder = root / run_id
+        folder.mkdir()
+        for name, source in photos.items():
+            (folder / name).write_bytes(encoded(photo(source), 'PNG' if name.endswith('.png') else 'JPEG'))
+        if run_id == 'tuesday':
+            (folder / BROKEN).write_text('remember to buy milk\n')
+        caption.run_config(caption.CaptionConfig(model=export_dir, input=[str(folder / '*')], output=str(output),
+                                                 batch_size=4, run_id=run_id))
+    table = pq.read_table(sorted(output.glob(schema.all_parts(schema.CAPTIONS_DIR))))
+    return output, {row[schema.URI].rsplit('/', 1)[1]: row for row in table.to_pylist()}
+
+
+@pytest.fixture(scope='module')
+def evaluation_dir(tmp_path_factory):
+    """What img2txt evaluate writes, per schemas.evaluation: two subsets, METEOR skipped, hostile references."""
+    folder = tmp_path_factory.mktemp('evaluation')
+    scores = {name: 0.1 * i for i, name in enumerate(evaluation.METRICS, 1)}
+    subsets = {evaluation.ALL: {evaluation.IMAGES_COUNT: 2, **scores, evaluation.METEOR: evaluation.METEOR_SKIPPED,
+                                evaluation.MENTIONS_RIGHT: 0.5},
+               'held_out': {evaluation.IMAGES_COUNT: 1, **scores, evaluation.CIDER_D: 0.25,
+                            evaluation.METEOR: evaluation.METEOR_SKIPPED, evaluation.MENTIONS_RIGHT: 0.0}}
+    (folder / evaluation.METRICS_FILE).write_text(json.dumps({
+        evaluation.MODEL: 'runs/1/export/40', evaluation.MODEL_ID: 'show_and_tell@0123456789ab',
+        evaluation.SPLIT: 'test', evaluation.DATA: {'data': 'scenes/'}, evaluation.SUBSETS: subsets}))
+    rows = [{evaluation.IMAGE_ID: 'cat', evaluation.IMAGE_PATH: 'images/cat.jpg', evaluation.SUBSET: 'held_out',
+             evaluation.CAPTION: 'a dog on a sofa', evaluation.REFERENCES: [REFERENCE_ATTACK, 'a cat on a sofa'],
+             evaluation.IMAGE_CIDER_D: 0.25, evaluation.MENTIONS: ['cat'], evaluation.NAMES_MENTIONS: False},
+            {evaluation.IMAGE_ID: 'cup', evaluation.IMAGE_PATH: 'images/cup.jpg', evaluation.SUBSET: 'seen',
+             evaluation.CAPTION: 'a cup of coffee', evaluation.REFERENCES: ['a cup of coffee'],
+             evaluation.IMAGE_CIDER_D: 3.5, evaluation.MENTIONS: ['cup'], evaluation.NAMES_MENTIONS: True}]
+    pq.write_table(pa.Table.from_pylist(rows, schema=evaluation.IMAGES_SCHEMA), folder / evaluation.IMAGES_FILE)
+    return folder
+
+
+@pytest.fixture(scope='module')
+def model_dir(tmp_path_factory):
+    """(model dir, TrainResult) of a short real training run: loss logged every 5 steps, validated every 10."""
+    root = tmp_path_factory.mktemp('training')
+    images = random_images(8, 1, feature_dim=16)
+    data = write_training_data(root / 'data', {'train': images, 'val': images})
+    config = TrainingConfig(batch_size=8, optimizer='adam', learning_rate=0.01, num_epochs=30, log_every_steps=5,
+                            validation_every_steps=10, checkpoint_every_steps=1000)
+    result = training.train(data, str(root / 'model'), dict(embedding_size=16, lstm_units=16), config,
+                            export=False, log=lambda line: None)
+    return str(root / 'model'), result
+
+
+@pytest.fixture(scope='module')
+def page(caption_output, evaluation_dir, model_dir, tmp_path_factory):
+    """(path, text) of the full report."""
+    text = report.render(str(caption_output[0]), str(evaluation_dir), model_dir[0])
+    path = tmp_path_factory.mktemp('page') / 'report.html'
+    path.write_text(text, encoding='utf-8')
+    return path, text
+
+
+def chromium(tmp_path, *args):
+    """Runs headless Chromium with a fresh profile; returns its stdout."""
+    binary = shutil.which('chromium')
+    if binary is None:
+        pytest.fail("chromium not found on PATH: the report tests render pages in Debian's chromium package "
+                    "(apt-get install -y chromium; make test installs it)")
+    profile = tmp_path / f'chromium-profile-{len(list(tmp_path.glob("chromium-profile-*")))}'
+    result = subprocess.run([binary, *CHROMIUM_FLAGS, f'--user-data-dir={profile}', *args], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+class Node:
+    """An element of a parsed page."""
+
+    def __init__(self, tag, attrs, parent):
+        self.tag, self.attrs, self.parent, self.children = tag, dict(attrs), parent, []
+
+    def text(self):
+        return ''.join(c if isinstance(c, str) else c.text() for c in self.children)
+
+    def classes(self):
+        return (self.attrs.get('class') or '').split()
+
+    def find_all(self, tag=None, css_class=None):
+        for child in self.children:
+            if isinstance(child, Node):
+                if (tag is None or child.tag == tag) and (css_class is None or css_class in child.classes()):
+                    yield child
+                yield from child.find_all(tag, css_class)
+
+    def find(self, tag=None, css_class=None):
+        return next(self.find_all(tag, css_class))
+
+    def by_id(self, element_id):
+        return next(node for node in self.find_all() if node.attrs.get('id') == element_id)
+
+
+class _TreeBuilder(html.parser.HTMLParser):
+    VOID = {'area', 'base', 'br', 'col', 'embed', 'hr', 'img', 'input', 'link', 'meta', 'source', 'track', 'wbr'}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.root = self.current = Node('#document', {}, None)
+
+    def handle_starttag(self, tag, attrs):
+        node = Node(tag, attrs, self.current)
+        self.current.children.append(node)
+        if tag not in self.VOID:
+            self.current = node
+
+    def handle_startendtag(self, tag, attrs):
+        self.current.children.append(Node(tag, attrs, self.current))
+
+    def handle_endtag(self, tag):
+        node = self.current
+        while node is not None and node.tag != tag:
+            node = node.parent
+        if node is not None:
+            self.current = node.parent
+
+    def handle_data(self, data):
+        self.current.children.append(data)
+
+
+def parse(text):
+    builder = _TreeBuilder()
+    builder.feed(text)
+    return builder.root
+
+
+def dump_dom(page_path, tmp_path, fragment=''):
+    """The page's DOM after its script ran, as Chromium serialises it."""
+    return parse(chromium(tmp_path, '--dump-dom', page_path.as_uri() + fragment))
+
+
+def gallery(dom):
+    """{file name: (best caption, hidden)} of the gallery's figures."""
+    return {figure.find('p', 'uri').text(): (figure.find('p', 'caption').text(), 'hidden' in figure.attrs)
+            for figure in dom.by_id('gallery').find_all('figure', 'photo')}
+
+
+def matches(row, query, least):
+    """The filter the page promises: every word of the query in the file name or a candidate, and the confidence."""
+    text = ' '.join([row[schema.URI], *(c[schema.CAPTION] for c in row[schema.CANDIDATES])]).lower()
+    return row[schema.CONFIDENCE] >= least and all(word in text for word in query.lower().split())
+
+
+def test_page_fetches_nothing(page):
+    _, text = page
+    assert 'http://' not in text and 'https://' not in text
+    dom = parse(text)
+    sources = [node.attrs.get('src') for node in dom.find_all() if 'src' in node.attrs]
+    assert len(sources) == 4 and all(source.startswith('data:image/jpeg;base64,') for source in sources)
+    assert not list(dom.find_all('link')) and all(not s.attrs for s in dom.find_all('script'))
+    [policy] = [m.attrs['content'] for m in dom.find_all('meta') if m.attrs.get('http-equiv') ==
+                'Content-Security-Policy']
+    assert policy.startswith("default-src 'none'; img-src data:;")
+
+
+def test_gallery_in_chromium_shows_the_captions_and_the_hostile_name_as_text(page, caption_output, tmp_path):
+    path, _ = page
+    _, rows = caption_output
+    dom = dump_dom(path, tmp_path)
+    shown = gallery(dom)
+    assert shown == {name: (CAPTIONS[source], False) for photos in RUNS.values() for name, source in photos.items()}
+    # The name is text: nothing in the DOM has an onerror handler or an image but the thumbnails.
+    assert not [node for node in dom.find_all() if any(name.startswith('on') for name in node.attrs)]
+    assert all(img.attrs['src'].startswith('data:image/jpeg;') for img in dom.find_all('img'))
+    figure = next(f for f in dom.find_all('figure', 'photo') if f.find('p', 'uri').text() == MALICIOUS)
+    assert figure.find('p', 'uri').attrs['title'].endswith('/' + MALICIOUS)
+    # Candidates with their probabilities, best first, and the confidence.
+    for figure in dom.find_all('figure', 'photo'):
+        row = rows[figure.find('p', 'uri').text()]
+        items = [li.text().split(' ', 1) for li in figure.find('ol', 'candidates').find_all('li')]
+        assert [caption for _, caption in items] == [c[schema.CAPTION] for c in row[schema.CANDIDATES]]
+        for (probability, _), candidate in zip(items, row[schema.CANDIDATES]):
+            assert float(probability) == pytest.approx(math.exp(candidate[schema.LOG_PROB]), rel=5e-3)
+        assert figure.find('span', 'confidence').text() == f'{row[schema.CONFIDENCE]:.3f}'
+    assert '4 of 4 captioned images shown' in dom.by_id('gallery').text()
+    assert dom.by_id('matching').text() == '4'
+
+
+def test_filters_from_the_url_hide_what_does_not_match(page, caption_output, tmp_path):
+    path, _ = page
+    _, rows = caption_output
+    dom = dump_dom(path, tmp_path, '#q=coffee&min=0.5')
+    expected = {name for name, row in rows.items() if matches(row, 'coffee', 0.5)}
+    assert 'coffee.jpg' in expected and MALICIOUS not in expected
+    assert {name for name, (_, hidden) in gallery(dom).items() if not hidden} == expected
+    assert dom.by_id('matching').text() == str(len(expected))
+    assert dom.by_id('min-value').text() == '0.50'
+
+    # A threshold between the photos' confidences keeps exactly those above it.
+    confidences = sorted(row[schema.CONFIDENCE] for row in rows.values())
+    assert confidences[2] - confidences[1] > 1e-5, 'the threshold needs confidences that differ'
+    least = (confidences[1] + confidences[2]) / 2
+    dom = dump_dom(path, tmp_path, '#' + urllib.parse.urlencode({'min': f'{least:.7f}'}))
+    visible = {name for name, (_, hidden) in gallery(dom).items() if not hidden}
+    assert visible == {name for name, row in rows.items() if matches(row, '', least)} and len(visible) == 2
+
+
+def test_errors_runs_evaluation_and_training_sections(page, model_dir, tmp_path):
+    path, _ = page
+    dom = dump_dom(path, tmp_path)
+    [error] = [[td.text() for td in tr.find_all('td')] for tr in dom.by_id('errors').find('tbody').find_all('tr')]
+    assert error[0].endswith('/' + BROKEN) and error[1:3] == ['decode', 'NotAnImageError']
+    assert error[3].startswith('not an image') and error[4] == 'tuesday'
+
+    runs = [[td.text() for td in tr.find_all('td')] for tr in dom.by_id('runs').find('tbody').find_all('tr')]
+    header = [th.text() for th in dom.by_id('runs').find_all('th')]
+    assert [run[0] for run in runs] == ['tuesday', 'monday']  # newest first
+    counts = {run[0]: dict(zip(header, run)) for run in runs}
+    assert {k: counts['tuesday'][k] for k in ('matched', 'captioned', 'failed')} == {
+        'matched': '3', 'captioned': '2', 'failed': '1'}
+    assert float(counts['monday']['images/s']) > 0 and counts['monday']['model id'].startswith('show_and_tell@')
+
+    metrics = dom.by_id('evaluation').find('table', 'metrics')
+    header = [th.text() for th in metrics.find_all('th')]
+    table = {row[0]: dict(zip(header, row)) for row in
+             ([td.text() for td in tr.find_all('td')] for tr in metrics.find('tbody').find_all('tr'))}
+    assert list(table) == [evaluation.ALL, 'held_out']
+    assert table[evaluation.ALL][evaluation.METEOR] == evaluation.METEOR_SKIPPED
+    assert table['held_out'][evaluation.CIDER_D] == '0.250' and table[evaluation.ALL]['BLEU-4'] == '0.400'
+    assert table['held_out'][evaluation.MENTIONS_RIGHT] == '0.000'
+    worst = dom.by_id('evaluation').find('table', 'worst').find('tbody').find('tr')
+    assert REFERENCE_ATTACK in worst.text()  # as text, not a script
+    assert len(list(dom.find_all('script'))) == 1
+
+    chart = dom.by_id('training').find('svg')
+    train = chart.find('polyline', training.TRAIN_LOGS).attrs['points'].split()
+    assert len(train) == 30 // 5 and len(list(chart.find_all('circle', training.VALIDATION_LOGS))) == 30 // 10
+    assert f'validation loss: {model_dir[1].val_loss:.4f} at step 30' in dom.by_id('training').text()
+
+
+def test_screenshot_is_a_styled_page(page, tmp_path):
+    path, _ = page
+    screenshot = tmp_path / 'report.png'
+    chromium(tmp_path, f'--screenshot={screenshot}', '--window-size=1280,1600', '--hide-scrollbars', path.as_uri())
+    image = Image.open(screenshot).convert('RGB')
+    assert image.size == (1280, 1600)
+    assert image.getpixel((2, 2)) == PAGE_BACKGROUND  # the inline style sheet passed the page's policy
+    assert ImageStat.Stat(image.convert('L')).var[0] > 300  # thumbnails and text, not a blank page
+
+
+def test_loss_curves_are_the_logged_losses(model_dir):
+    directory, result = model_dir
+    curves = report.loss_curves(directory)
+    assert [step for step, _ in curves[training.TRAIN_LOGS]] == [5, 10, 15, 20, 25, 30]
+    assert [step for step, _ in curves[training.VALIDATION_LOGS]] == [10, 20, 30]
+    assert curves[training.TRAIN_LOGS][-1][1] == pytest.approx(result.train_loss, rel=1e-6)
+    assert curves[training.VALIDATION_LOGS][-1][1] == pytest.approx(result.val_loss, rel=1e-6)
+    assert curves[training.TRAIN_LOGS][-1][1] < curves[training.TRAIN_LOGS][0][1]
+
+
+def test_gallery_and_errors_are_capped_newest_run_first(caption_output):
+    dom = parse(report.render(str(caption_output[0]), max_images=2, max_errors=0))
+    assert sorted(gallery(dom)) == sorted(RUNS['tuesday'])
+    assert '2 of 4 captioned images shown, newest run first' in dom.by_id('gallery').text()
+    assert '0 of 1 errors shown' in dom.by_id('errors').text()
+    assert [section.attrs['id'] for section in dom.find_all('section')] == ['gallery', 'errors', 'runs']
+
+
+def test_a_moved_photo_keeps_its_caption_without_a_thumbnail(caption_output, tmp_path):
+    output = tmp_path / 'copy'
+    shutil.copytree(caption_output[0], output)
+    table = pq.read_table(sorted(output.glob(schema.all_parts(schema.CAPTIONS_DIR))), schema=schema.CAPTIONS_SCHEMA)
+    for part in output.glob(schema.all_parts(schema.CAPTIONS_DIR)):
+        part.unlink()
+    uris = [str(tmp_path / 'gone' / uri.rsplit('/', 1)[1]) for uri in table.column(schema.URI).to_pylist()]
+    pq.write_table(table.set_column(table.schema.get_field_index(schema.URI), schema.URI, pa.array(uris)),
+                   output / schema.partition(schema.CAPTIONS_DIR, 'monday') / 'part-00000-of-00001.parquet')
+    dom = parse(report.render(str(output)))
+    assert not list(dom.find_all('img')) and len(list(dom.find_all('figure', 'photo'))) == 4
+    assert all(m.text().startswith('no thumbnail: ') for m in dom.find_all('div', 'missing'))
+
+
+def test_report_reads_and_writes_gcs(caption_output, gcs, gcs_bucket, tmp_path):
+    output, rows = caption_output
+    bucket = gcs.bucket(gcs_bucket)
+    row = rows['coffee.jpg']
+    bucket.blob('photos/coffee.jpg').upload_from_filename(row[schema.URI])
+    cloud_row = {**row, schema.URI: f'gs://{gcs_bucket}/photos/coffee.jpg'}
+    parquet = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist([cloud_row], schema=schema.CAPTIONS_SCHEMA), parquet)
+    bucket.blob(f'{schema.partition(schema.CAPTIONS_DIR, "monday")}/part-00000-of-00001.parquet').upload_from_string(
+        parquet.getvalue().to_pybytes())
+    bucket.blob(schema.manifest_path('monday')).upload_from_filename(str(output / schema.manifest_path('monday')))
+    assert cli.main(['report', '--captions', f'gs://{gcs_bucket}', '--output', f'gs://{gcs_bucket}/report.html']) == 0
+    dom = parse(bucket.blob('report.html').download_as_text())
+    assert gallery(dom) == {'coffee.jpg': (CAPTIONS['coffee'], False)}
+    assert dom.find('img').attrs['src'].startswith('data:image/jpeg;base64,')
+
+
+def test_cli_writes_the_report_and_errors_are_one_line(caption_output, tmp_path, capsys):
+    path = tmp_path / 'report.html'
+    assert cli.main(['report', '--captions', str(caption_output[0]), '--output', str(path)]) == 0
+    assert sorted(gallery(parse(path.read_text(encoding='utf-8')))) == sorted(
+        name for photos in RUNS.values() for name in photos)
+    capsys.readouterr()
+    assert cli.main(['report', '--captions', str(tmp_path / 'nothing'), '--output', str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('img2txt report: error: ') and 'holds no caption runs' in err and '\n' not in err
+    assert cli.main(['report', '--captions', str(caption_output[0]), '--evaluation', str(tmp_path),
+                     '--output', str(path)]) == 2
+    assert f'{tmp_path} is not an evaluation output' in capsys.readouterr().err
