@@ -1,31 +1,32 @@
-"""``img2txt demo``: the project end to end on data that ships with it or is generated.
+"""``img2txt demo``: the whole system end to end, on data that ships with it or is generated.
 
 1. The encoder: the bundled sample photos (``jobs/samples/``) classified with
    the packaged ImageNet weights, offline.
 2. A caption dataset: generated scenes of coloured shapes (``jobs/scenes.py``)
-   with five captions each, split train/val/test.
+   with five captions each; a few colour-shape pairs are held out of training.
 3. ``preprocess`` on the local Beam runner: CNN features, vocabulary, TFRecords.
 4. ``train``: Show and Tell with Adam, then export of one captioner.
-5. The exported captioner, loaded with TensorFlow alone, captions the held-out
-   test scenes from their JPEG bytes; the demo prints BLEU-4 and CIDEr-D
-   against the five references, how many captions equal one of them, and a few
-   examples.
+5. ``evaluate`` on the test split: the COCO metrics on the scenes of seen
+   pairs and on those of held-out pairs, and how often every object's colour
+   and shape are named right: where Show and Tell's binding fails, measured.
+6. ``caption``: the Beam pipeline over the test scenes, the sample photos and
+   two broken files, into Parquet.
+7. ``report``: one HTML page of all of it.
 """
 import importlib.resources
 import json
 import os
 import shutil
 
-import tensorflow as tf
-
-from img2txt.jobs import classify, scenes
-from img2txt.model import encoders, evaluation, export, training
+from img2txt.jobs import classify, report, scenes
+from img2txt.model import encoders, training
 from img2txt.model.config import TrainingConfig
-from img2txt.pipelines import preprocess
-from img2txt.schemas import captioner, manifest
+from img2txt.pipelines import caption, evaluate, preprocess
+from img2txt.schemas import evaluation, manifest
 
 # Marks a folder as the demo's own, so a rerun may clear it and nothing else.
 MARKER = '.img2txt-demo'
+REPORT = 'report.html'
 
 
 def sample_photos():
@@ -36,11 +37,11 @@ def sample_photos():
 
 def register(subparsers):
     """Adds the ``demo`` subcommand."""
-    parser = subparsers.add_parser('demo', help='run img2txt end to end: generated scenes -> preprocess -> train '
-                                                '-> caption', description=__doc__.split('\n\n')[0])
+    parser = subparsers.add_parser('demo', help='run img2txt end to end: scenes -> preprocess -> train -> evaluate '
+                                                '-> caption -> report', description=__doc__.split('\n\n')[0])
     parser.add_argument('--workdir', default='demo_output',
-                        help='folder for the scenes, TFRecords and model; cleared first if a previous demo made '
-                             'it (default: %(default)s)')
+                        help='folder for the scenes, TFRecords, model, captions and report; cleared first if a '
+                             'previous demo made it (default: %(default)s)')
     parser.add_argument('--scenes', type=int, default=2000, help='scenes to generate (default: %(default)s)')
     parser.add_argument('--epochs', type=int, default=12, help='training epochs (default: %(default)s)')
     parser.add_argument('--lstm-units', type=int, default=256,
@@ -49,7 +50,8 @@ def register(subparsers):
     parser.set_defaults(run=run, beam_flags=True)
 
 
-def _fresh(workdir):
+def fresh(workdir):
+    """Empties ``workdir`` if an earlier demo made it (or creates it); refuses any other non-empty folder."""
     if os.path.isdir(workdir) and os.listdir(workdir):
         if not os.path.exists(os.path.join(workdir, MARKER)):
             raise ValueError(f'{workdir} is not empty and not a previous demo\'s folder; pass another --workdir')
@@ -58,56 +60,82 @@ def _fresh(workdir):
     open(os.path.join(workdir, MARKER), 'w').close()
 
 
+def _collection(folder, images, test_scenes):
+    """The photos the demo captions: the test scenes, the sample photos and two broken files."""
+    for name, paths in (('scenes', [os.path.join(images, s) for s in test_scenes]), ('samples', sample_photos())):
+        os.makedirs(os.path.join(folder, name))
+        for path in paths:
+            shutil.copy(path, os.path.join(folder, name))
+    os.makedirs(os.path.join(folder, 'broken'))
+    with open(sample_photos()[0], 'rb') as f:
+        truncated = f.read()[:2000]
+    with open(os.path.join(folder, 'broken', 'truncated.jpg'), 'wb') as f:
+        f.write(truncated)
+    with open(os.path.join(folder, 'broken', 'notes.jpg'), 'w', encoding='utf-8') as f:
+        f.write('not a photo\n')
+    return os.path.join(folder, '**')
+
+
 def run(args, beam_args):
-    """Runs the five steps, printing what each produced."""
+    """Runs the seven steps, printing what each produced; ends with the metrics table and the report's path."""
     if args.scenes < 50:
         raise ValueError(f'--scenes must be at least 50, got {args.scenes}')
-    _fresh(args.workdir)
+    fresh(args.workdir)
 
     encoder = encoders.load()
-    print(f'1/5 encoder {encoder.id}, ImageNet weights from the installed package:')
+    print(f'1/7 encoder {encoder.id}, ImageNet weights from the installed package:')
     for image, classes in classify.classify(encoder, sample_photos(), 3):
         print(f'    {os.path.basename(image)}: ' + ', '.join(f'{name} {p:.0%}' for _, _, name, p in classes))
 
     captions, images = scenes.write_scenes(os.path.join(args.workdir, 'scenes'), args.scenes, seed=args.seed)
-    print(f'2/5 generated {args.scenes} scenes with 5 captions each: {captions}')
+    held_out = ', '.join(f'{colour} {shape}' for colour, shape in scenes.HELD_OUT)
+    print(f'2/7 generated {args.scenes} scenes with 5 captions each -> {captions}\n'
+          f'    never in training: {held_out} (their colours and shapes are, in other pairs)')
 
     data = os.path.join(args.workdir, 'data')
     result = preprocess.run_config(preprocess.PreprocessConfig(
         dataset='jsonl', captions=captions, images=images, output=data), beam_args)
     counts = result[manifest.COUNTS]
-    print(f'3/5 preprocess: {counts[manifest.IMAGES_WRITTEN]} images and {counts[manifest.CAPTIONS_WRITTEN]} '
+    print(f'3/7 preprocess: {counts[manifest.IMAGES_WRITTEN]} images and {counts[manifest.CAPTIONS_WRITTEN]} '
           f'captions written, {counts[manifest.IMAGES_FAILED]} failed; vocabulary of '
           f'{result[manifest.VOCABULARY][manifest.VOCABULARY_SIZE]} tokens -> {data}')
 
+    model_dir = os.path.join(args.workdir, 'model')
     trained = training.train(
-        data, os.path.join(args.workdir, 'model'),
-        {'embedding_size': args.lstm_units, 'lstm_units': args.lstm_units},
+        data, model_dir, {'embedding_size': args.lstm_units, 'lstm_units': args.lstm_units},
         TrainingConfig(optimizer='adam', batch_size=128, num_epochs=args.epochs, seed=args.seed,
-                       log_every_steps=25, validation_every_steps=10_000),
+                       log_every_steps=25, validation_every_steps=100),
         log=lambda line: print(f'    {line}'))
-    print(f'4/5 trained {trained.step} steps ({trained.captions_per_second:.0f} captions/s), validation '
+    print(f'4/7 trained {trained.step} steps ({trained.captions_per_second:.0f} captions/s), validation '
           f'perplexity {trained.val_perplexity:.2f}; exported {trained.model_id} -> {trained.export_dir}')
 
-    _caption_test_scenes(trained.export_dir, captions, images)
+    evaluation_dir = os.path.join(args.workdir, 'evaluation')
+    metrics = evaluate.run_config(evaluate.EvaluateConfig(model=trained.export_dir, output=evaluation_dir,
+                                                          data=data), beam_args)
+    held = metrics[evaluation.SUBSETS].get(scenes.HELD_OUT_SUBSET, {}).get(evaluation.MENTIONS_RIGHT)
+    seen = metrics[evaluation.SUBSETS].get(scenes.SEEN, {}).get(evaluation.MENTIONS_RIGHT)
+    print(f'5/7 evaluate on the test split -> {evaluation_dir}; every object named right: '
+          f'{seen:.0%} of seen-pair scenes, {held:.0%} of held-out-pair scenes')
+
+    collection = _collection(os.path.join(args.workdir, 'photos'), images, _test_scenes(captions))
+    captions_dir = os.path.join(args.workdir, 'captions')
+    run_manifest = caption.run_config(caption.CaptionConfig(model=trained.export_dir, input=[collection],
+                                                            output=captions_dir), beam_args)
+    run_counts = run_manifest[manifest.COUNTS]
+    print(f'6/7 caption pipeline: {run_counts[manifest.MATCHED]} files, {run_counts[manifest.CAPTIONED]} '
+          f'captioned, {run_counts[manifest.FAILED]} failed -> {captions_dir}')
+
+    page = os.path.join(args.workdir, REPORT)
+    with open(page, 'w', encoding='utf-8') as f:
+        f.write(report.render(captions_dir, evaluation_dir, model_dir))
+    print(f'7/7 report -> {page}')
+    print()
+    print(evaluate.table(metrics))
+    print(f'\nOpen {os.path.abspath(page)} in a browser to see the captions, errors, metrics and loss curves.')
     return 0
 
 
-def _caption_test_scenes(export_dir, captions_path, images, shown=8, batch_size=64):
+def _test_scenes(captions_path):
+    """File names of the test split's scenes, from the generated JSONL."""
     with open(captions_path, encoding='utf-8') as f:
-        test = [record for record in map(json.loads, f) if record['split'] == 'test']
-    model = tf.saved_model.load(export_dir)
-    caption_images = model.signatures[captioner.CAPTION_IMAGES]
-    best = []
-    for start in range(0, len(test), batch_size):
-        batch = [tf.io.read_file(os.path.join(images, r['image'])) for r in test[start:start + batch_size]]
-        outputs = caption_images(**{captioner.IMAGES: tf.stack(batch)})
-        best += [c[0] for c in export.captions_text(outputs[captioner.CAPTIONS])]
-    exact = sum(caption in record['captions'] for caption, record in zip(best, test))
-    scores = evaluation.score({r['image']: c for c, r in zip(best, test)}, {r['image']: r['captions'] for r in test})
-    print(f'5/5 the exported captioner (TensorFlow alone, from JPEG bytes) on {len(test)} held-out scenes: '
-          f'BLEU-4 {scores["BLEU-4"]:.3f}, CIDEr-D {scores["CIDEr-D"]:.3f}; {exact} ({exact / len(test):.0%}) '
-          f'captions equal one of the five references')
-    for caption, record in list(zip(best, test))[:shown]:
-        mark = '=' if caption in record['captions'] else ' '
-        print(f'  {mark} {record["image"]}: {caption!r}   (reference: {record["captions"][0]!r})')
+        return sorted(record['image'] for record in map(json.loads, f) if record['split'] == 'test')

@@ -1,4 +1,5 @@
 """The img2txt command: help, classify on real photos, one-line errors."""
+import collections
 import json
 import os
 import subprocess
@@ -8,7 +9,9 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from img2txt.jobs import cli
+from img2txt.jobs import cli, demo, scenes
+from img2txt.model import evaluation as model_evaluation
+from img2txt.schemas import evaluation
 
 
 @pytest.fixture(scope='module')
@@ -53,21 +56,45 @@ def test_user_errors_are_one_line(photos, capsys):
         cli.main(['classify', 'x.jpg', '--runner', 'DataflowRunner'])
 
 
-def test_demo_runs_end_to_end(tmp_path, capsys):
+def test_demo_runs_end_to_end_and_learns_far_more_than_the_most_common_caption(tmp_path, capsys):
     workdir = tmp_path / 'demo'
-    args = ['demo', '--workdir', str(workdir), '--scenes', '60', '--epochs', '1', '--lstm-units', '32']
-    assert cli.main(args) == 0
+    assert cli.main(['demo', '--workdir', str(workdir), '--scenes', '400', '--epochs', '30',
+                     '--lstm-units', '128']) == 0
     out = capsys.readouterr().out
     assert 'coffee.jpg: espresso' in out
-    assert '3/5 preprocess: 60 images and 300 captions written, 0 failed' in out
-    assert '5/5 the exported captioner (TensorFlow alone, from JPEG bytes) on 6 held-out scenes: BLEU-4 ' in out
-    assert (workdir / 'model' / 'export').is_dir()
-    # A rerun clears its own folder, and refuses a folder it did not make.
-    assert cli.main(args) == 0
+    assert '3/7 preprocess: 400 images and 2000 captions written, 0 failed' in out
+    assert '6/7 caption pipeline: 46 files, 44 captioned, 2 failed' in out
+    assert out.rstrip().endswith(f'Open {workdir / "report.html"} in a browser to see the captions, errors, '
+                                 'metrics and loss curves.')
+    metrics = json.loads((workdir / 'evaluation' / evaluation.METRICS_FILE).read_text())[evaluation.SUBSETS]
+    assert {name: m[evaluation.IMAGES_COUNT] for name, m in metrics.items()} == {
+        'all': 40, scenes.SEEN: 20, scenes.HELD_OUT_SUBSET: 20}
+    assert 'held_out ' in out and 'mentions_right' in out  # the table
+
+    records = [json.loads(line) for line in open(workdir / 'scenes' / 'captions.jsonl')]
+    most_common, _ = collections.Counter(c for r in records if r['split'] == 'train'
+                                         for c in r['captions']).most_common(1)[0]
+    test = [r for r in records if r['split'] == 'test']
+    baseline, _ = model_evaluation.score({r['image']: most_common for r in test},
+                                         {r['image']: r['captions'] for r in test}, meteor=False)
+    assert metrics['all']['BLEU-4'] > baseline['BLEU-4'] + 0.1
+    assert metrics['all']['CIDEr-D'] > 2.5 * baseline['CIDEr-D']
+    assert metrics[scenes.SEEN][evaluation.MENTIONS_RIGHT] > 0.1
+    report = (workdir / 'report.html').read_text()
+    assert 'truncated.jpg' in report and 'notes.jpg' in report
+
+
+def test_demo_clears_only_its_own_folder(tmp_path):
+    mine = tmp_path / 'mine'
+    demo.fresh(str(mine))
+    (mine / 'model.txt').write_text('old run')
+    demo.fresh(str(mine))
+    assert os.listdir(mine) == [demo.MARKER]
     other = tmp_path / 'precious'
     other.mkdir()
     (other / 'thesis.tex').write_text('keep me')
-    assert cli.main(['demo', '--workdir', str(other)]) == 2
+    with pytest.raises(ValueError, match='not a previous demo'):
+        demo.fresh(str(other))
     assert (other / 'thesis.tex').exists()
 
 
