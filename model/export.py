@@ -119,11 +119,16 @@ def load_captioner(export_dir):
     Returns:
       The loaded object: ``.signatures[name]`` and the attributes listed in
       ``schemas.captioner``.
+
+    Raises:
+      FileNotFoundError: a remote ``export_dir`` holds no ``saved_model.pb``.
     """
     if not storage.is_remote(export_dir):
         return tf.saved_model.load(export_dir)
     with tempfile.TemporaryDirectory() as local:
-        _download(export_dir, local)
+        if tf.saved_model.SAVED_MODEL_FILENAME_PB not in storage.download_tree(export_dir, local):
+            raise FileNotFoundError(
+                f'no captioner SavedModel in {export_dir}: it has no {tf.saved_model.SAVED_MODEL_FILENAME_PB}')
         return tf.saved_model.load(local)
 
 
@@ -400,34 +405,6 @@ def _write_local(export_dir, write):
         raise
 
 
-def _remote_files(export_dir):
-    """Paths of the files under a remote directory, relative to it."""
-    # Beam is needed only for remote paths, and importing it costs seconds.
-    from apache_beam.io.filesystems import FileSystems
-    root = export_dir.rstrip('/') + '/'
-    matched = FileSystems.match([root + '**'])[0].metadata_list
-    return [m.path[len(root):] for m in matched]
-
-
 def _check_empty(export_dir):
-    if storage.is_remote(export_dir):
-        taken = bool(_remote_files(export_dir))
-    else:
-        taken = os.path.isdir(export_dir) and bool(os.listdir(export_dir))
-    if taken:
+    if not storage.is_empty(export_dir):
         raise FileExistsError(f'export directory {export_dir} is not empty')
-
-
-def _download(export_dir, local_dir):
-    from apache_beam.io.filesystem import CompressionTypes
-    from apache_beam.io.filesystems import FileSystems
-    paths = _remote_files(export_dir)
-    if tf.saved_model.SAVED_MODEL_FILENAME_PB not in paths:
-        raise FileNotFoundError(
-            f'no captioner SavedModel in {export_dir}: it has no {tf.saved_model.SAVED_MODEL_FILENAME_PB}')
-    for path in paths:
-        target = os.path.join(local_dir, *path.split('/'))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with FileSystems.open(export_dir.rstrip('/') + '/' + path,
-                              compression_type=CompressionTypes.UNCOMPRESSED) as source, open(target, 'wb') as f:
-            shutil.copyfileobj(source, f)

@@ -314,3 +314,24 @@ def test_in_graph_decoder_matches_the_pipelines_decoder(decoder_cases, spec):
         difference = np.abs(pixels.astype(int) - image_decoding.decode(data, spec))
         # Rounding only: a wrong crop, scale, orientation or background would differ by tens on average.
         assert difference.mean() < 0.5 and difference.max() <= 12, (name, difference.mean(), difference.max())
+
+
+def test_exports_to_and_loads_from_gcs(exported, loaded, trained, photos, gcs, gcs_bucket):
+    model, config, vocab = trained
+    remote = f'gs://{gcs_bucket}/models/captioner'
+    assert export.export_captioner(model, config, encoders.DEFAULT, vocab, remote) == exported[1]
+    names = {blob.name for blob in gcs.bucket(gcs_bucket).list_blobs()}
+    local_files = {os.path.relpath(os.path.join(root, name), exported[0]).replace(os.sep, '/')
+                   for root, _, files in os.walk(exported[0]) for name in files}
+    assert names == {f'models/captioner/{path}' for path in local_files}
+
+    from_gcs = export.load_captioner(remote)
+    assert getattr(from_gcs, captioner.CONFIG).numpy() == getattr(loaded, captioner.CONFIG).numpy()
+    images = [photos[name][0] for name in CAPTIONS]
+    assert caption(from_gcs, captioner.CAPTION_IMAGES, images)[captioner.CAPTIONS] == \
+        caption(loaded, captioner.CAPTION_IMAGES, images)[captioner.CAPTIONS]
+
+    with pytest.raises(FileExistsError, match='not empty'):
+        export.export_captioner(model, config, encoders.DEFAULT, vocab, remote)
+    with pytest.raises(FileNotFoundError, match='no captioner SavedModel'):
+        export.load_captioner(f'gs://{gcs_bucket}/models')
