@@ -9,7 +9,8 @@ on-disk contract (signatures, their inputs and outputs, files, attributes) is
 
 Three ways in, each a signature over a dynamic batch:
 
-  - ``caption_images``: image file bytes, decoded in-graph (``model.graph_decoding``).
+  - ``caption_images``: image file bytes, decoded in-graph (``model.graph_decoding``),
+    refusing images whose header declares more than ``max_pixels`` pixels.
   - ``caption_pixels``: the encoder's input crop made by the pipelines' Pillow
     decoder. The caption pipeline calls this one: decoding stays in Python,
     where each image's failure becomes an error record.
@@ -31,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from img2txt.model import beam_search, encoders, graph_decoding, storage
+from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
 from img2txt.schemas import captioner, vocabulary
 
 # Model ids are "show_and_tell@" and the first hex digits of the content hash,
@@ -38,7 +40,8 @@ from img2txt.schemas import captioner, vocabulary
 _ID_PREFIX = 'show_and_tell'
 _ID_DIGITS = 12
 
-def export_captioner(model, model_config, encoder_name, vocab, export_dir, encoder_weights=None):
+def export_captioner(model, model_config, encoder_name, vocab, export_dir, encoder_weights=None,
+                     max_pixels=DEFAULT_MAX_PIXELS):
     """Writes the captioner SavedModel of a trained model.
 
     Args:
@@ -54,16 +57,22 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
         whole (written beside it, then renamed); remote ones are written
         locally, then copied with ``saved_model.pb`` last.
       encoder_weights: the encoder's weights, as ``encoders.load`` takes them.
+      max_pixels: ``caption_images`` refuses images whose header declares
+        more pixels than this (by default the pipelines' decoder's limit);
+        also in the config, for callers that decode themselves.
 
     Returns:
       The model id (``show_and_tell@`` and 12 hex digits), also in
       ``export_dir/model_id.txt`` and the loaded object's ``model_id``.
 
     Raises:
-      ValueError: vocabulary, model, config and encoder do not fit together.
+      ValueError: vocabulary, model, config and encoder do not fit together,
+        or ``max_pixels`` is not positive.
       FileExistsError: ``export_dir`` is not empty.
     """
     _check_empty(export_dir)
+    if max_pixels < 1:
+        raise ValueError(f'max_pixels must be positive, got {max_pixels}')
     vocab = vocabulary.read(vocab)
     encoder = encoders.load(encoder_name, encoder_weights)
     _check_compatible(model, model_config, encoder, vocab)
@@ -71,13 +80,14 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
         captioner.CONFIG_FORMAT: captioner.FORMAT_VERSION,
         captioner.CONFIG_MODEL: model_config.to_dict(),
         captioner.CONFIG_ENCODER: encoder.describe(),
+        captioner.CONFIG_MAX_PIXELS: max_pixels,
     }
     config_json = json.dumps(config, indent=2, sort_keys=True) + '\n'
     # Weights, not all variables: the dropout layers' random-generator state
     # changes with every training step but decides nothing when captioning.
     model_id = _model_id(config_json, vocab, [*encoder.model.weights, *model.weights])
     write = functools.partial(_write_export, model=model, model_config=model_config, encoder=encoder, vocab=vocab,
-                              config_json=config_json, model_id=model_id)
+                              config_json=config_json, model_id=model_id, max_pixels=max_pixels)
     if storage.is_remote(export_dir):
         with tempfile.TemporaryDirectory() as staging:
             write(staging)
@@ -146,7 +156,7 @@ def _model_id(config_json, vocab, weights):
     return f'{_ID_PREFIX}@{digest.hexdigest()[:_ID_DIGITS]}'
 
 
-def _captioner_module(model, model_config, encoder, vocab, config_json, model_id, vocab_file):
+def _captioner_module(model, model_config, encoder, vocab, config_json, model_id, max_pixels, vocab_file):
     """The ``tf.Module`` to save, and its signatures.
 
     The module tracks the models' weights, not the Keras models themselves:
@@ -191,7 +201,7 @@ def _captioner_module(model, model_config, encoder, vocab, config_json, model_id
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=captioner.IMAGES)], autograph=False)
     def caption_images(images):
-        return caption_pixels(graph_decoding.decode_images(images, encoder.input_spec))
+        return caption_pixels(graph_decoding.decode_images(images, encoder.input_spec, max_pixels))
 
     signatures = {captioner.CAPTION_FEATURES: caption_features.get_concrete_function(),
                   captioner.CAPTION_PIXELS: caption_pixels.get_concrete_function(),
@@ -200,7 +210,7 @@ def _captioner_module(model, model_config, encoder, vocab, config_json, model_id
     return module, signatures
 
 
-def _write_export(directory, model, model_config, encoder, vocab, config_json, model_id):
+def _write_export(directory, model, model_config, encoder, vocab, config_json, model_id, max_pixels):
     """Saves the SavedModel and the files beside it into an existing empty local directory."""
     with tempfile.TemporaryDirectory() as scratch:
         # The asset's file name is the one it gets under assets/.
@@ -208,7 +218,7 @@ def _write_export(directory, model, model_config, encoder, vocab, config_json, m
         with open(vocab_file, 'w', encoding='utf-8') as f:
             f.write(''.join(token + '\n' for token in vocab))
         module, signatures = _captioner_module(model, model_config, encoder, vocab, config_json, model_id,
-                                               vocab_file)
+                                               max_pixels, vocab_file)
         tf.saved_model.save(module, directory, signatures=signatures)
     with open(os.path.join(directory, captioner.MODEL_ID_FILE), 'w', encoding='utf-8') as f:
         f.write(model_id + '\n')
