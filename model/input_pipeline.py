@@ -19,6 +19,10 @@ epoch e lists its files and shuffles its examples with seeds derived from
 run resumed after N examples rebuilds the same stream and skips N examples
 (``start_example``): no input state has to be checkpointed, and the same
 holds under every ``tf.distribute`` strategy.
+
+Files are read through TensorFlow's own file systems (tf.data needs them).
+Its GCS client cannot be pointed at an emulator, so gs:// data dirs are not
+tested here; local ones are.
 """
 import json
 

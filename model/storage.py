@@ -1,9 +1,12 @@
-"""Folders between local disk and remote file systems (gs://, ...), through Beam's FileSystems.
+"""Folders on remote file systems (gs://, ...) through Beam's FileSystems: the one client for remote I/O.
 
 TensorFlow writes SavedModels through its own file system layer; img2txt has
-it write locally and copies the folder with Beam's ``FileSystems`` instead, so
-every remote path goes through one client (which the tests run against a GCS
-emulator). Beam is imported only when a path is remote: the import costs seconds.
+it write and read locally, and copies folders to and from remote storage here
+instead, so every remote path of the export and the pipelines goes through
+one client (which the tests run against a GCS emulator). Training's
+checkpoints and summaries are the exception: TensorFlow writes them itself
+(``model.training``). Beam is imported only when a path is remote: the import
+costs seconds.
 """
 import os
 import re
@@ -17,6 +20,27 @@ def is_remote(path):
     return bool(_SCHEME.match(path))
 
 
+def list_files(directory):
+    """Paths of the files under ``directory`` (local or remote), relative to it, '/'-separated; [] if it is absent."""
+    if not is_remote(directory):
+        return sorted(os.path.relpath(os.path.join(root, name), directory).replace(os.sep, '/')
+                      for root, _, names in os.walk(directory) for name in names)
+    from apache_beam.io.filesystems import FileSystems
+    root = _as_folder(directory)
+    return sorted(m.path[len(root):] for m in FileSystems.match([root + '**'])[0].metadata_list)
+
+
+def is_empty(directory):
+    """Whether ``directory`` (local or remote) holds no files; an absent one is empty.
+
+    A local directory that holds only empty folders is not empty: a write
+    there could not rename itself into place.
+    """
+    if is_remote(directory):
+        return not list_files(directory)
+    return not (os.path.isdir(directory) and os.listdir(directory))
+
+
 def upload_tree(local_dir, destination, last=None):
     """Copies every file under ``local_dir`` to ``destination`` (any Beam file system), keeping relative paths.
 
@@ -25,11 +49,31 @@ def upload_tree(local_dir, destination, last=None):
     """
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
-    files = sorted((os.path.relpath(os.path.join(root, name), local_dir)
-                    for root, _, names in os.walk(local_dir) for name in names),
-                   key=lambda path: os.path.basename(path) == last)
+    files = sorted(list_files(local_dir), key=lambda path: path.rsplit('/', 1)[-1] == last)
     for path in files:
-        with open(os.path.join(local_dir, path), 'rb') as source, \
-                FileSystems.create(destination.rstrip('/') + '/' + path.replace(os.sep, '/'),
+        with open(os.path.join(local_dir, *path.split('/')), 'rb') as source, \
+                FileSystems.create(_as_folder(destination) + path,
                                    compression_type=CompressionTypes.UNCOMPRESSED) as target:
             shutil.copyfileobj(source, target)
+
+
+def download_tree(source, local_dir):
+    """Copies every file under ``source`` (any Beam file system) into ``local_dir``, keeping relative paths.
+
+    Returns:
+      The relative paths copied, as ``list_files`` gives them.
+    """
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+    paths = list_files(source)
+    for path in paths:
+        target = os.path.join(local_dir, *path.split('/'))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with FileSystems.open(_as_folder(source) + path,
+                              compression_type=CompressionTypes.UNCOMPRESSED) as f, open(target, 'wb') as out:
+            shutil.copyfileobj(f, out)
+    return paths
+
+
+def _as_folder(path):
+    return path.rstrip('/') + '/'

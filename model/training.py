@@ -156,6 +156,9 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, stra
     distribution = make_strategy(strategy)
     policy = precision_policy(mixed_precision)
     run_config = _run_config(data_dir, document, model_config, config, distribution, policy)
+    # The model dir (config, checkpoints, summaries) goes through TensorFlow's own file systems, which
+    # checkpoints and summaries need. Its GCS client cannot be pointed at an emulator, so a gs:// model
+    # dir is not tested here; the export under it goes through model.storage, which is.
     checkpoint_dir = tf.io.gfile.join(model_dir, CHECKPOINT_DIR)
     if tf.train.latest_checkpoint(checkpoint_dir):
         _check_resumable(model_dir, run_config)

@@ -38,18 +38,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils.windowed_value import WindowedValue
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from img2txt.model.input_spec import InputSpec
+from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
 from img2txt.schemas import errors
 
 # Formats Pillow identifies that we accept. MPO is the multi-picture JPEG many
 # phone cameras write; its first picture is an ordinary JPEG.
 SUPPORTED_FORMATS = frozenset({'JPEG', 'MPO', 'PNG', 'GIF', 'WEBP', 'BMP', 'TIFF'})
-
-# Refuse images declaring more pixels than this (width × height from the header).
-# 100 megapixels is well above any camera photo and bounds a decode's memory at
-# a few hundred MB. It cannot exceed twice Pillow's ``Image.MAX_IMAGE_PIXELS``
-# (about 179 megapixels by default): raise that too if you need more.
-DEFAULT_MAX_PIXELS = 100_000_000
 
 _RESAMPLE = {'bicubic': Image.Resampling.BICUBIC, 'bilinear': Image.Resampling.BILINEAR}
 

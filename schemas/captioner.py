@@ -22,9 +22,15 @@ Signatures, each with a dynamic batch size B (0 included); k is the beam size:
   serving_default             = caption_images
 
 caption_images fails the whole call (InvalidArgumentError) when one image
-cannot be decoded; for empty input or another format the message names the
-image's index in the batch. Callers that need per-image errors decode with
-the pipelines' decoder and call caption_pixels.
+cannot be decoded; for empty input, another format or a header declaring
+more than the config's max_pixels pixels (width × height, read before any
+pixel is decoded: a decompression bomb) the message names the image's index
+in the batch and, for the last, its declared size. Callers that need
+per-image errors decode with the pipelines' decoder and call caption_pixels,
+with the same limit. Its decoding follows the pipelines' Pillow decoder
+(``model.graph_decoding`` lists the differences): EXIF orientation applied,
+transparency composited on white (GIF's included), an animation's first
+frame.
 
 and every one returns, best caption first:
 
@@ -69,3 +75,6 @@ CONFIG_FILE = 'captioner.json'
 CONFIG_FORMAT = 'format_version'
 CONFIG_MODEL = 'model'        # ModelConfig.to_dict(): sizes and decoding options
 CONFIG_ENCODER = 'encoder'    # Encoder.describe(): the fields of schemas.manifest.ENCODER
+# int: caption_images refuses images whose header declares more pixels than
+# this; callers decoding with the pipelines' decoder pass it as its max_pixels.
+CONFIG_MAX_PIXELS = 'max_pixels'

@@ -2,8 +2,10 @@
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
+import zlib
 
 import keras
 import numpy as np
@@ -15,7 +17,7 @@ from PIL import Image
 from img2txt.model import encoders, export
 from img2txt.model.beam_search import beam_search, ids_to_text
 from img2txt.model.config import ModelConfig
-from img2txt.model.input_spec import InputSpec
+from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
 from img2txt.model.show_and_tell import ShowAndTell, masked_loss, split_caption_ids
 from img2txt.pipelines import image_decoding
 from img2txt.schemas import captioner, manifest, vocabulary
@@ -181,6 +183,7 @@ def test_export_directory_contents(exported, loaded, trained, encoder):
     saved = json.loads(config_json)
     assert ModelConfig.from_dict(saved[captioner.CONFIG_MODEL]) == config
     assert saved[captioner.CONFIG_ENCODER][manifest.ENCODER_ID] == encoder.id
+    assert saved[captioner.CONFIG_MAX_PIXELS] == DEFAULT_MAX_PIXELS
     assert getattr(loaded, captioner.ENCODER_ID).numpy().decode() == encoder.id
     assert getattr(loaded, captioner.MODEL_ID).numpy().decode() == model_id
     assert set(loaded.signatures) == {captioner.CAPTION_IMAGES, captioner.CAPTION_PIXELS,
@@ -267,50 +270,88 @@ def test_export_refuses_a_non_empty_directory_and_a_mismatched_vocabulary(traine
     assert sorted(p.name for p in tmp_path.iterdir()) == ['taken']
 
 
-def _orientation_jpeg(orientation):
-    image = Image.fromarray(skimage.data.chelsea())
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    return encoded(image, 'JPEG', quality=90, exif=exif)
+def png_declaring(width, height):
+    """A tiny valid PNG whose header claims width × height: a decompression bomb's shape."""
+    data = bytearray(encoded(Image.new('RGB', (1, 1)), 'PNG'))
+    ihdr = struct.pack('>II', width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
+    return bytes(data)
 
 
-def _transparent():
-    rgba = np.array(Image.fromarray(skimage.data.astronaut()).convert('RGBA'))
-    rgba[:, :200, 3] = 0
-    rgba[:, 200:300, 3] = 128
-    return Image.fromarray(rgba)
+# Loads the export with TensorFlow alone, captions one photo (so that the
+# graph is built and warm), then resets the peak RSS (Linux's clear_refs) and
+# times the bomb's call. Prints the error, the seconds and the growth of the peak.
+_REFUSE_BOMB = """
+import json, sys, time
+import tensorflow as tf
+
+def peak_kib():
+    with open('/proc/self/status') as f:
+        return int(next(line for line in f if line.startswith('VmHWM:')).split()[1])
+
+signature, export_dir, photo, bomb = sys.argv[1:]
+caption = tf.saved_model.load(export_dir).signatures[signature]
+photo, bomb = open(photo, 'rb').read(), open(bomb, 'rb').read()
+caption(tf.constant([photo]))
+with open('/proc/self/clear_refs', 'w') as f:
+    f.write('5')
+before = peak_kib()
+start = time.perf_counter()
+try:
+    caption(tf.constant([photo, bomb]))
+    error = None
+except tf.errors.InvalidArgumentError as e:
+    error = e.message
+seconds = time.perf_counter() - start
+print(json.dumps({'error': error, 'seconds': seconds, 'peak_growth_mib': (peak_kib() - before) / 1024}))
+"""
 
 
-@pytest.fixture(scope='module')
-def decoder_cases():
-    """name → image bytes in every format and mode the in-graph decoder handles."""
-    rocket = Image.fromarray(skimage.data.rocket())
-    astronaut = Image.fromarray(skimage.data.astronaut())
-    transparent = _transparent()
-    return {
-        # 2000x1336: both decoders scale it down in the DCT domain (1/4 for a 256 short side, 1/8 for 80).
-        'large jpeg': encoded(rocket.resize((2000, 1336), Image.BICUBIC), 'JPEG', quality=90),
-        'grey jpeg': encoded(rocket.convert('L'), 'JPEG'),
-        'cmyk jpeg': encoded(rocket.convert('CMYK'), 'JPEG'),
-        **{f'exif orientation {o}': _orientation_jpeg(o) for o in range(1, 9)},
-        'png': encoded(astronaut, 'PNG'),
-        'transparent png': encoded(transparent, 'PNG'),
-        'palette png with transparency': encoded(transparent.convert('P'), 'PNG'),
-        'grey png': encoded(astronaut.convert('L'), 'PNG'),
-        'small png (upscaled)': encoded(astronaut.resize((100, 60)), 'PNG'),
-        'webp': encoded(astronaut, 'WEBP', quality=90),
-        'transparent webp': encoded(transparent, 'WEBP', lossless=True),
-        'gif': encoded(astronaut, 'GIF'),
-        'bmp': encoded(astronaut, 'BMP'),
-    }
+def test_a_decompression_bomb_is_refused_from_its_header(exported, photos, tmp_path):
+    # 1.2 GB of pixels once decoded (TensorFlow's decoder took 8.7 GB and 33 s for one like it).
+    (tmp_path / 'bomb.png').write_bytes(png_declaring(20_000, 20_000))
+    (tmp_path / 'photo.jpg').write_bytes(photos['coffee'][0])
+    process = subprocess.run(
+        [sys.executable, '-I', '-c', _REFUSE_BOMB, captioner.CAPTION_IMAGES, exported[0], str(tmp_path / 'photo.jpg'),
+         str(tmp_path / 'bomb.png')], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0, process.stderr[-3000:]
+    result = json.loads(process.stdout.strip().splitlines()[-1])
+    assert result['error'] and (f'image 1 of the batch declares 20000x20000 = 400000000 pixels, more than the '
+                                f'limit of {DEFAULT_MAX_PIXELS}') in result['error']
+    # Typically milliseconds and a few MiB: the bound is loose for a busy machine, far below a decode.
+    assert result['seconds'] < 1.0 and result['peak_growth_mib'] < 200, result
 
 
-@pytest.mark.parametrize('spec', [InputSpec(224, 256, 'bicubic'), InputSpec(64, 80, 'bilinear')], ids=str)
-def test_in_graph_decoder_matches_the_pipelines_decoder(decoder_cases, spec):
-    images = list(decoder_cases.values())
-    decoded = tf.function(lambda x: export.decode_images(x, spec))(tf.constant(images)).numpy()
-    assert decoded.shape == (len(images), spec.size, spec.size, 3) and decoded.dtype == np.uint8
-    for name, data, pixels in zip(decoder_cases, images, decoded):
-        difference = np.abs(pixels.astype(int) - image_decoding.decode(data, spec))
-        # Rounding only: a wrong crop, scale, orientation or background would differ by tens on average.
-        assert difference.mean() < 0.5 and difference.max() <= 12, (name, difference.mean(), difference.max())
+def test_the_pixel_limit_is_the_exports_own(trained, photos, tmp_path):
+    model, config, vocab = trained
+    height, width = skimage.data.coffee().shape[:2]
+    export_dir = str(tmp_path / 'captioner')
+    export.export_captioner(model, config, encoders.DEFAULT, vocab, export_dir, max_pixels=width * height - 1)
+    loaded = export.load_captioner(export_dir)
+    assert json.loads(getattr(loaded, captioner.CONFIG).numpy())[captioner.CONFIG_MAX_PIXELS] == width * height - 1
+    assert caption(loaded, captioner.CAPTION_IMAGES, [photos['chelsea'][0]])[captioner.CAPTIONS][0][0] == \
+        CAPTIONS['chelsea']
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f'image 1 of the batch declares {width}x{height} '):
+        loaded.signatures[captioner.CAPTION_IMAGES](tf.constant([photos['chelsea'][0], photos['coffee'][1]]))
+
+
+def test_exports_to_and_loads_from_gcs(exported, loaded, trained, photos, gcs, gcs_bucket):
+    model, config, vocab = trained
+    remote = f'gs://{gcs_bucket}/models/captioner'
+    assert export.export_captioner(model, config, encoders.DEFAULT, vocab, remote) == exported[1]
+    names = {blob.name for blob in gcs.bucket(gcs_bucket).list_blobs()}
+    local_files = {os.path.relpath(os.path.join(root, name), exported[0]).replace(os.sep, '/')
+                   for root, _, files in os.walk(exported[0]) for name in files}
+    assert names == {f'models/captioner/{path}' for path in local_files}
+
+    from_gcs = export.load_captioner(remote)
+    assert getattr(from_gcs, captioner.CONFIG).numpy() == getattr(loaded, captioner.CONFIG).numpy()
+    images = [photos[name][0] for name in CAPTIONS]
+    assert caption(from_gcs, captioner.CAPTION_IMAGES, images)[captioner.CAPTIONS] == \
+        caption(loaded, captioner.CAPTION_IMAGES, images)[captioner.CAPTIONS]
+
+    with pytest.raises(FileExistsError, match='not empty'):
+        export.export_captioner(model, config, encoders.DEFAULT, vocab, remote)
+    with pytest.raises(FileNotFoundError, match='no captioner SavedModel'):
+        export.load_captioner(f'gs://{gcs_bucket}/models')
