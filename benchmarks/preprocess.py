@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 import measure
-from img2txt.model import encoders
+from img2txt.model import encoders, storage
 from img2txt.pipelines import image_decoding, preprocess
 
 WORDS = ('red', 'blue', 'green', 'dog', 'cat', 'car', 'tree', 'house', 'man', 'woman', 'beach', 'street')
@@ -77,7 +77,7 @@ def main():
 
         encoder = encoders.load(batch_size=args.batch_size)
         spec = encoder.input_spec
-        crops = np.stack([image_decoding.decode(image_decoding.read_bytes(p), spec) for p in paths])
+        crops = np.stack([image_decoding.decode(storage.read_bytes(p), spec) for p in paths])
         with open(captions) as f:
             lines = f.readlines()
 
@@ -99,7 +99,7 @@ def main():
         small, full = len(paths) // 10, len(paths)
         seconds = measure.interleave({
             'encode': measure.timed(lambda: encoder.features(crops)),
-            'decode': measure.timed(lambda: [image_decoding.decode(image_decoding.read_bytes(p), spec) for p in paths]),
+            'decode': measure.timed(lambda: [image_decoding.decode(storage.read_bytes(p), spec) for p in paths]),
             'small': measure.timed(pipeline_run(small)),
             'full': measure.timed(pipeline_run(full)),
         }, args.repeats)

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from img2txt.model import encoders
+from img2txt.model import encoders, storage
 from img2txt.pipelines import image_decoding
 
 BATCH_SIZE = 32
@@ -41,7 +41,7 @@ def classify(encoder, images, top=5):
         batch, names = [], []
         for image in images[start:start + BATCH_SIZE]:
             try:
-                batch.append(image_decoding.decode(image_decoding.read_bytes(image), encoder.input_spec))
+                batch.append(image_decoding.decode(storage.read_bytes(image), encoder.input_spec))
                 names.append(image)
             except (OSError, image_decoding.ImageDecodeError) as e:
                 yield image, e

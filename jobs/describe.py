@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+from img2txt.model import storage
 from img2txt.model.captioner import Captioner
 from img2txt.pipelines import image_decoding
 
@@ -23,8 +24,8 @@ def register(subparsers):
     parser.add_argument('images', nargs='+', metavar='IMAGE', help='image files, local or gs://')
     parser.add_argument('--top-k', type=int, default=None,
                         help="captions to print per image; default: the model's beam size")
-    parser.add_argument('--max-pixels', type=int, default=image_decoding.DEFAULT_MAX_PIXELS,
-                        help='refuse images declaring more pixels than this (default: %(default)s)')
+    parser.add_argument('--max-pixels', type=int, default=None,
+                        help="refuse images declaring more pixels than this (default: the export's limit)")
     parser.set_defaults(run=run)
 
 
@@ -36,8 +37,8 @@ def run(args, beam_args):
     names, crops, failed = [], [], 0
     for image in args.images:
         try:
-            crops.append(image_decoding.decode(image_decoding.read_bytes(image), captioner.input_spec,
-                                               args.max_pixels))
+            crops.append(image_decoding.decode(storage.read_bytes(image), captioner.input_spec,
+                                               args.max_pixels or captioner.max_pixels))
             names.append(image)
         except (OSError, image_decoding.ImageDecodeError) as e:
             failed += 1

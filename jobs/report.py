@@ -33,7 +33,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from img2txt.model import training
+from img2txt.model import storage, training
 from img2txt.model.input_spec import InputSpec
 from img2txt.pipelines import image_decoding
 from img2txt.schemas import captions as schema, evaluation, manifest
@@ -128,7 +128,7 @@ def read_manifests(captions_dir):
     found = {}
     for metadata in FileSystems.match([FileSystems.join(captions_dir, schema.manifest_path('*'))])[0].metadata_list:
         try:
-            document = manifest.validate(json.loads(image_decoding.read_bytes(metadata.path)), 'caption')
+            document = manifest.validate(json.loads(storage.read_bytes(metadata.path)), 'caption')
         except ValueError as e:
             raise ValueError(f'{metadata.path}: {e}') from e
         found[document[manifest.RUN_ID]] = document
@@ -171,7 +171,7 @@ def _read_rows(parts, order, columns, limit):
 
 def thumbnail(uri):
     """A ``data:`` URI of a small JPEG of the image's centre, decoded by the pipelines' decoder."""
-    pixels = image_decoding.decode(image_decoding.read_bytes(uri), THUMBNAIL_SPEC)
+    pixels = image_decoding.decode(storage.read_bytes(uri), THUMBNAIL_SPEC)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, 'JPEG', quality=THUMBNAIL_QUALITY)
     return 'data:image/jpeg;base64,' + base64.b64encode(buffer.getvalue()).decode('ascii')
@@ -350,7 +350,7 @@ def _evaluation(evaluation_dir):
     for path in (metrics_path, images_path):
         if not FileSystems.exists(path):
             raise FileNotFoundError(f'{evaluation_dir} is not an evaluation output: {path} is missing')
-    metrics = json.loads(image_decoding.read_bytes(metrics_path))
+    metrics = json.loads(storage.read_bytes(metrics_path))
     subsets = metrics[evaluation.SUBSETS]
     names = [*evaluation.METRICS, *([evaluation.MENTIONS_RIGHT]
                                     if any(evaluation.MENTIONS_RIGHT in s for s in subsets.values()) else [])]

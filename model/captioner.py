@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from img2txt.model import export
-from img2txt.model.input_spec import InputSpec
+from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
 from img2txt.schemas import captioner, manifest
 
 DEFAULT_BATCH_SIZE = 32
@@ -46,6 +46,8 @@ class Captioner:
         self.input_spec = InputSpec(**encoder[manifest.ENCODER_INPUT_SPEC])
         self.beam_size = int(self.config[captioner.CONFIG_MODEL]['beam_size'])
         self.feature_dim = int(encoder[manifest.ENCODER_FEATURE_DIM])
+        # The decompression-bomb limit the export refuses above; exports older than the field had the default.
+        self.max_pixels = int(self.config.get(captioner.CONFIG_MAX_PIXELS, DEFAULT_MAX_PIXELS))
 
     @classmethod
     def load(cls, export_dir, batch_size=DEFAULT_BATCH_SIZE):

@@ -77,3 +77,22 @@ def download_tree(source, local_dir):
 
 def _as_folder(path):
     return path.rstrip('/') + '/'
+
+
+def read_bytes(path):
+    """The bytes of one file, local or on any Beam file system (gs://...).
+
+    Never decompresses by file extension: a file called ``x.gz`` is read as is.
+    """
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return f.read()
+
+
+def write_bytes(path, data, mime_type='application/octet-stream'):
+    """Writes one file, local or on any Beam file system, creating its folders; replaces an existing file."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+    with FileSystems.create(path, mime_type=mime_type, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(data)

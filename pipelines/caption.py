@@ -29,13 +29,12 @@ import time
 import typing
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 import img2txt
-from img2txt.model import captioner as captioner_lib
-from img2txt.model.input_spec import InputSpec
+from img2txt.model import captioner as captioner_lib, storage
+from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
 from img2txt.pipelines import beam_options, image_decoding
 from img2txt.pipelines.model_handlers import CaptionerModelHandler
 from img2txt.schemas import captioner, captions as schema, errors, manifest
@@ -65,8 +64,8 @@ class CaptionConfig:
     batch_size: int = dataclasses.field(default=captioner_lib.DEFAULT_BATCH_SIZE, metadata={
         'help': 'images per captioner call; every call has this shape (the last is padded), so captions do not '
                 'depend on how the runner batches'})
-    max_pixels: int = dataclasses.field(default=image_decoding.DEFAULT_MAX_PIXELS, metadata={
-        'help': 'refuse images declaring more pixels than this (decompression bombs)'})
+    max_pixels: int | None = dataclasses.field(default=None, metadata={
+        'help': "refuse images declaring more pixels than this (decompression bombs); default: the export's limit"})
     run_id: str | None = dataclasses.field(default=None, metadata={
         'help': 'name of this run\'s partition (captions/run=RUN_ID/); default: the UTC start time'})
 
@@ -391,19 +390,11 @@ def _manifest(counts, captions_files, errors_files, config, context, started, op
     }
 
 
-def _write_text(path, text):
-    with FileSystems.create(path, mime_type='application/json',
-                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(text.encode('utf-8'))
-
-
 def read_captioner_info(export_dir):
     """The export's (model id, config dict) from its small files, without loading TensorFlow's graph."""
     def read(name):
-        path = FileSystems.join(export_dir, name)
         try:
-            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-                return f.read().decode('utf-8')
+            return storage.read_bytes(FileSystems.join(export_dir, name)).decode('utf-8')
         except (OSError, beam.io.filesystem.BeamIOError) as e:
             raise FileNotFoundError(f'{export_dir} is not an exported captioner: cannot read {name} ({e})') from e
     return read(captioner.MODEL_ID_FILE).strip(), json.loads(read(captioner.CONFIG_FILE))
@@ -433,6 +424,9 @@ def run_config(config, beam_args=()):
     encoder = export_config[captioner.CONFIG_ENCODER]
     context = RunContext(model_id, encoder[manifest.ENCODER_ID], run_id)
     input_spec = InputSpec(**encoder[manifest.ENCODER_INPUT_SPEC])
+    if config.max_pixels is None:
+        config = dataclasses.replace(config, max_pixels=int(export_config.get(captioner.CONFIG_MAX_PIXELS,
+                                                                              DEFAULT_MAX_PIXELS)))
     manifest_path = FileSystems.join(config.output, schema.manifest_path(run_id))
     # A dry run builds the graph only, offline: it looks at neither inputs nor output.
     look = not beam_options.is_dry_run(options)
@@ -453,10 +447,10 @@ def run_config(config, beam_args=()):
     _ = (outputs.counts
          | 'Manifest' >> beam.Map(_manifest, beam.pvalue.AsList(captions_files), beam.pvalue.AsList(errors_files),
                                   config, context, started, beam_flags)
-         | 'WriteManifest' >> beam.Map(lambda document: _write_text(manifest_path, manifest.dumps(document))))
+         | 'WriteManifest' >> beam.Map(lambda document: storage.write_bytes(manifest_path, manifest.dumps(document).encode('utf-8'),
+                                                                    'application/json')))
     result = pipeline.run()
     if not look or beam_options.is_template_launch(options):
         return None
     result.wait_until_finish()
-    with FileSystems.open(manifest_path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return manifest.validate(json.loads(f.read().decode('utf-8')), 'caption')
+    return manifest.validate(json.loads(storage.read_bytes(manifest_path)), 'caption')

@@ -24,10 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from img2txt.model import evaluation
+from img2txt.model import evaluation, storage
 from img2txt.model.captioner import DEFAULT_BATCH_SIZE, Captioner
 from img2txt.pipelines import datasets, image_decoding
 from img2txt.schemas import evaluation as schema, manifest, training_records
@@ -62,20 +61,10 @@ class EvaluateConfig:
             raise ValueError('nothing to evaluate: give --data PREPROCESSED_DIR, or --dataset, --captions and --images')
 
 
-def _read_text(path):
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return f.read().decode('utf-8')
-
-
-def _write_bytes(path, data, mime_type):
-    with FileSystems.create(path, mime_type=mime_type, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(data)
-
-
 def _preprocessed(config, captioner, beam_args):
     """(images of the split, their candidates by id, failures) from a preprocess output's records."""
     from img2txt.pipelines import preprocess  # tf.Transform: imported only on this path
-    document = manifest.validate(json.loads(_read_text(FileSystems.join(config.data, manifest.FILE_NAME))),
+    document = manifest.validate(json.loads(storage.read_bytes(FileSystems.join(config.data, manifest.FILE_NAME))),
                                  'preprocess')
     encoder = document[manifest.ENCODER]
     if encoder[manifest.ENCODER_ID] != captioner.encoder_id:
@@ -107,7 +96,7 @@ def _direct(config, captioner, beam_args):
     found, crops, failures = [], [], []
     for image in (image for image in images if image.split == config.split):
         try:
-            crops.append(image_decoding.decode(image_decoding.read_bytes(image.image_path), captioner.input_spec))
+            crops.append(image_decoding.decode(storage.read_bytes(image.image_path), captioner.input_spec))
             found.append(image)
         except (OSError, image_decoding.ImageDecodeError) as e:
             failures.append((image.image_id, f'{type(e).__name__}: {e}'))
@@ -163,8 +152,8 @@ def run_config(config, beam_args=()):
             for i in images]
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows, schema=schema.IMAGES_SCHEMA), buffer)
-    _write_bytes(FileSystems.join(config.output, schema.IMAGES_FILE), buffer.getvalue(), 'application/x-parquet')
-    _write_bytes(FileSystems.join(config.output, schema.METRICS_FILE),
+    storage.write_bytes(FileSystems.join(config.output, schema.IMAGES_FILE), buffer.getvalue(), 'application/x-parquet')
+    storage.write_bytes(FileSystems.join(config.output, schema.METRICS_FILE),
                  (json.dumps(document, indent=2, sort_keys=True) + '\n').encode('utf-8'), 'application/json')
     return document
 

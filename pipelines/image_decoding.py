@@ -33,11 +33,10 @@ import warnings
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils.windowed_value import WindowedValue
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from img2txt.model import storage
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
 from img2txt.schemas import errors
 
@@ -219,15 +218,6 @@ def _resize_and_crop(image, spec):
     return np.ascontiguousarray(np.asarray(cropped, dtype=np.uint8))
 
 
-def read_bytes(path):
-    """Returns the bytes of ``path`` (local or any Beam filesystem, e.g. gs://).
-
-    Never decompresses by file extension: an image called ``x.gz`` is read as is.
-    """
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return f.read()
-
-
 class DecodeImages(beam.PTransform):
     """(key, path) → (key, ``DecodedImage``), with failures as (key, error record) on the ``errors`` output.
 
@@ -290,7 +280,7 @@ class _DecodeFn(beam.DoFn):
     def _load(self, key, path):
         """Runs on the pool: (key, DecodedImage) or (key, error record). Never raises."""
         try:
-            data = read_bytes(path)
+            data = storage.read_bytes(path)
         except Exception as e:  # Missing file, permissions, storage errors: all per-element.
             return key, errors.from_exception('read', path, e)
         try:

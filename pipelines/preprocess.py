@@ -301,8 +301,7 @@ def _count(pipeline, dataset, decode_errors, encode_errors, joined, written, all
 
 
 def _write_text(path, text):
-    with FileSystems.create(path, mime_type='text/plain', compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(text.encode('utf-8'))
+    storage.write_bytes(path, text.encode('utf-8'), 'text/plain')
 
 
 def run_config(config, beam_args=()):

@@ -12,6 +12,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
+from img2txt.model import storage
 from img2txt.model.input_spec import InputSpec
 from img2txt.pipelines import image_decoding
 from img2txt.pipelines.image_decoding import (CorruptImageError, DecodeImages, EmptyImageError, ImageDecodeError,
@@ -155,13 +156,13 @@ def test_large_jpeg_draft_decode_matches_a_full_decode():
 def test_format_is_sniffed_not_taken_from_the_extension(tmp_path):
     path = tmp_path / 'really_a_png.jpg'
     path.write_bytes(encoded(Image.new('RGB', (50, 50), GREEN), 'PNG'))
-    assert_colour(decode(image_decoding.read_bytes(str(path)), SPEC), GREEN, tolerance=0)
+    assert_colour(decode(storage.read_bytes(str(path)), SPEC), GREEN, tolerance=0)
 
 
 def test_file_named_like_a_compressed_archive_is_not_decompressed(tmp_path):
     path = tmp_path / 'photo.gz'
     path.write_bytes(encoded(Image.new('RGB', (50, 50), GREEN), 'PNG'))
-    assert_colour(decode(image_decoding.read_bytes(str(path)), SPEC), GREEN, tolerance=0)
+    assert_colour(decode(storage.read_bytes(str(path)), SPEC), GREEN, tolerance=0)
 
 
 def test_empty_input():
