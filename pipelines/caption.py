@@ -149,6 +149,8 @@ class _Match(beam.DoFn):
         self._context = context
         self._listed = listed
         self._progress = progress
+        # Named inputs that are not there count as matched (and failed): matched = skipped + captioned + failed.
+        self._missing = beam.metrics.Metrics.counter('img2txt_caption', manifest.MATCHED)
 
     def process(self, pattern):
         # Returns a list: Beam warns about generators that also return.
@@ -158,10 +160,12 @@ class _Match(beam.DoFn):
         try:
             found = FileSystems.match([pattern])[0].metadata_list
         except Exception as e:  # storage errors, permissions: the input is named, the run goes on
+            self._missing.inc()
             return [beam.pvalue.TaggedOutput(self.ERRORS, error_row(
                 self._context, 'match', pattern, type(e).__name__, str(e) or repr(e)))]
         if not found:
             what = 'listed in --input-list but not found' if self._listed else 'matches no files'
+            self._missing.inc()
             return [beam.pvalue.TaggedOutput(self.ERRORS, error_row(
                 self._context, 'match', pattern, 'FileNotFoundError', f'{pattern} {what}'))]
         if self._progress and not self._listed:
@@ -174,11 +178,15 @@ class _SkipDone(beam.DoFn):
 
     SKIPPED = 'skipped'
 
+    def __init__(self):
+        self._matched = beam.metrics.Metrics.counter('img2txt_caption', manifest.MATCHED)
+
     def process(self, element):
         _, grouped = element
         files = grouped['files']
         if not files:
             return []  # only in earlier runs: gone from the inputs, nothing to do
+        self._matched.inc()
         # Two globs may match the same file; they list the same metadata.
         file = files[0]
         if (file.size, file.modified_us) in set(grouped['done']):
@@ -328,15 +336,33 @@ def build(pipeline, config, context, input_spec, progress=False, look=True):
         _ = ((caption_rows, error_rows) | 'Done' >> beam.Flatten()
              | 'Progress' >> beam.ParDo(_Progress()))
 
-    counts = ([caption_rows | 'CountCaptioned' >> beam.Map(lambda row: (manifest.CAPTIONED, 1)),
-               caption_rows | 'CountReused' >> beam.Map(lambda row: (manifest.REUSED, int(row[schema.REUSED]))),
-               error_rows | 'CountFailed' >> beam.Map(lambda row: (manifest.FAILED, 1)),
-               todo[_SkipDone.SKIPPED] | 'CountSkipped' >> beam.Map(lambda file: (manifest.SKIPPED, 1))]
+    counts = ([caption_rows | 'CountCaptioned' >> beam.ParDo(_Count(manifest.CAPTIONED)),
+               caption_rows | 'CountReused' >> beam.ParDo(_Count(manifest.REUSED, lambda row: int(row[schema.REUSED]))),
+               error_rows | 'CountFailed' >> beam.ParDo(_Count(manifest.FAILED)),
+               todo[_SkipDone.SKIPPED] | 'CountSkipped' >> beam.ParDo(_Count(manifest.SKIPPED))]
               | 'FlattenCounts' >> beam.Flatten()
               | 'SumCounts' >> beam.CombinePerKey(sum)
               | 'CountsToDict' >> beam.combiners.ToDict()
               | 'AllCounts' >> beam.Map(_complete_counts))
     return CaptionOutputs(captions=caption_rows, errors=error_rows, counts=counts)
+
+
+class _Count(beam.DoFn):
+    """Element → (name, n) for the manifest's counts, and the same n on the Beam counter ``img2txt_caption/name``.
+
+    The counters show while the job runs (Dataflow's job page, the metrics of
+    a local run); the manifest's figures come from the pairs, from the data.
+    """
+
+    def __init__(self, name, value=None):
+        self._name = name
+        self._value = value
+        self._counter = beam.metrics.Metrics.counter('img2txt_caption', name)
+
+    def process(self, element):
+        n = 1 if self._value is None else self._value(element)
+        self._counter.inc(n)
+        return [(self._name, n)]
 
 
 def _complete_counts(counts):

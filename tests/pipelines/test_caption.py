@@ -4,18 +4,21 @@ import json
 import os
 import shutil
 
+import apache_beam as beam
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
+from apache_beam.metrics.metric import MetricsFilter
 from PIL import Image
 
 from captioner_data import CAPTIONS, encoded, photo, png_declaring, train_and_export
 from dataflow_flags import DATAFLOW_DRY_RUN
 from img2txt.jobs import cli
 from img2txt.model import export
-from img2txt.pipelines import caption
+from img2txt.model.captioner import Captioner
+from img2txt.pipelines import beam_options, caption
 from img2txt.schemas import captioner, captions as schema, manifest
 
 # File name → the photo it holds, in unusual but valid dress.
@@ -245,3 +248,16 @@ def test_describe_prints_top_captions_and_names_bad_files(model, photos, capsys)
     assert lines[2].startswith('  1) ')
     assert lines[3] == f'Captions for {photos / "rocket"}:' and lines[4].startswith(f'  0) {CAPTIONS["rocket"]} (p=')
     assert len(lines) == 6
+
+
+def test_beam_counters_add_up_like_the_manifest(model, photos, tmp_path):
+    captioner_ = Captioner.load(model[0])
+    context = caption.RunContext(captioner_.model_id, captioner_.encoder_id, 'counted')
+    run_config = config(model, [str(photos / '*')], tmp_path, run_id='counted', max_pixels=captioner_.max_pixels)
+    pipeline = beam.Pipeline(options=beam_options.pipeline_options([]))
+    caption.build(pipeline, run_config, context, captioner_.input_spec)
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = {c.key.metric.name: c.committed for c in
+                result.metrics().query(MetricsFilter().with_namespace('img2txt_caption'))['counters']}
+    assert counters == {'matched': 12, 'captioned': 5, 'reused': 0, 'failed': 7}
