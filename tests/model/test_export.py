@@ -1,43 +1,23 @@
 """The exported captioner: real encoder, a briefly trained Show-and-Tell, real photos, a fresh TF-only process."""
-import io
 import json
 import os
-import struct
 import subprocess
 import sys
-import zlib
 
-import keras
 import numpy as np
 import pytest
 import skimage.data
 import tensorflow as tf
 from PIL import Image
 
+from captioner_data import CAPTIONS, encoded, photo, png_declaring, train_captioner
 from img2txt.model import encoders, export
 from img2txt.model.beam_search import beam_search, ids_to_text
 from img2txt.model.config import ModelConfig
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
-from img2txt.model.show_and_tell import ShowAndTell, masked_loss, split_caption_ids
+from img2txt.model.show_and_tell import ShowAndTell
 from img2txt.pipelines import image_decoding
 from img2txt.schemas import captioner, manifest, vocabulary
-
-# What the model is trained to say about each photo.
-CAPTIONS = {
-    'coffee': 'a cup of coffee on a saucer',
-    'chelsea': 'a cat looking at the camera',
-    'astronaut': 'a woman in a space suit',
-    'rocket': 'a rocket on the launch pad',
-}
-# Words it never learns to say, so that the vocabulary is more than the answers.
-UNUSED_WORDS = ['dog', 'red', 'blue', 'car', 'tree', 'man', 'sky', 'water']
-
-
-def encoded(image, fmt, **save_args):
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **save_args)
-    return buffer.getvalue()
-
 
 @pytest.fixture(scope='module')
 def encoder():
@@ -47,11 +27,7 @@ def encoder():
 @pytest.fixture(scope='module')
 def photos():
     """name → (JPEG bytes, PNG bytes) of scikit-image's photos."""
-    result = {}
-    for name in CAPTIONS:
-        image = Image.fromarray(getattr(skimage.data, name)())
-        result[name] = encoded(image, 'JPEG', quality=90), encoded(image, 'PNG')
-    return result
+    return {name: (encoded(photo(name), 'JPEG', quality=90), encoded(photo(name), 'PNG')) for name in CAPTIONS}
 
 
 def pillow_pixels(data, encoder):
@@ -61,33 +37,7 @@ def pillow_pixels(data, encoder):
 @pytest.fixture(scope='module')
 def trained(encoder, photos):
     """(model, config, vocab): a small Show-and-Tell that has learnt CAPTIONS from the photos' JPEG features."""
-    words = sorted({word for caption in CAPTIONS.values() for word in caption.split()})
-    vocab = [*vocabulary.RESERVED_TOKENS, *words, *UNUSED_WORDS]
-    config = ModelConfig(vocab_size=len(vocab), feature_dim=encoder.feature_dim, embedding_size=64, lstm_units=64,
-                         lstm_dropout_keep_prob=1.0, max_caption_length=12)
-    keras.utils.set_random_seed(0)
-    model = ShowAndTell(config)
-    features = encoder.features(np.stack([pillow_pixels(photos[name][0], encoder) for name in CAPTIONS]))
-    ids = {token: i for i, token in enumerate(vocab)}
-    length = max(len(caption.split()) for caption in CAPTIONS.values()) + 2
-    caption_ids = np.full((len(CAPTIONS), length), vocabulary.PAD_ID, np.int32)
-    for row, caption in enumerate(CAPTIONS.values()):
-        tokens = [vocabulary.START_ID, *(ids[w] for w in caption.split()), vocabulary.END_ID]
-        caption_ids[row, :len(tokens)] = tokens
-    input_ids, target_ids, _ = split_caption_ids(caption_ids)
-    optimizer = keras.optimizers.Adam(0.01)
-
-    @tf.function
-    def train_step():
-        with tf.GradientTape() as tape:
-            loss = masked_loss(target_ids, model((features, input_ids), training=True))
-        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_weights), model.trainable_weights))
-        return loss
-
-    for _ in range(150):
-        loss = train_step()
-    assert loss < 0.05, 'the fixture model should have learnt its captions'
-    return model, config, vocab
+    return train_captioner(encoder, {name: jpeg for name, (jpeg, _) in photos.items()})
 
 
 @pytest.fixture(scope='module')
@@ -268,15 +218,6 @@ def test_export_refuses_a_non_empty_directory_and_a_mismatched_vocabulary(traine
     with pytest.raises(ValueError, match='vocab_size'):
         export.export_captioner(model, config, encoders.DEFAULT, vocab + ['extra'], str(tmp_path / 'new'))
     assert sorted(p.name for p in tmp_path.iterdir()) == ['taken']
-
-
-def png_declaring(width, height):
-    """A tiny valid PNG whose header claims width × height: a decompression bomb's shape."""
-    data = bytearray(encoded(Image.new('RGB', (1, 1)), 'PNG'))
-    ihdr = struct.pack('>II', width, height) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
-    return bytes(data)
 
 
 # Loads the export with TensorFlow alone, captions one photo (so that the

@@ -1,7 +1,5 @@
 """The in-graph decoder against the pipelines' Pillow decoder: same crops, same refusals."""
-import io
 import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -9,17 +7,12 @@ import skimage.data
 import tensorflow as tf
 from PIL import Image
 
+from captioner_data import encoded, png_declaring
 from img2txt.model import graph_decoding
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
 from img2txt.pipelines import image_decoding
 
 SPEC = InputSpec(224, 256, 'bicubic')
-
-
-def encoded(image, fmt, **save_args):
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **save_args)
-    return buffer.getvalue()
 
 
 def _orientation_jpeg(orientation):
@@ -147,15 +140,6 @@ def test_the_pixel_limit_applies_to_the_declared_width_times_height(fmt, save_ar
     # The Pillow decoder draws the same line.
     with pytest.raises(image_decoding.ImageTooLargeError):
         image_decoding.decode(data, SPEC, max_pixels=19_999)
-
-
-def png_declaring(width, height):
-    """A tiny valid PNG whose header claims width × height: a decompression bomb's shape."""
-    data = bytearray(encoded(Image.new('RGB', (1, 1)), 'PNG'))
-    ihdr = struct.pack('>II', width, height) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
-    return bytes(data)
 
 
 def jpeg_declaring(width, height):

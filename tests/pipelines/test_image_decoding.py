@@ -2,8 +2,6 @@
 import hashlib
 import io
 import random
-import struct
-import zlib
 
 import apache_beam as beam
 import numpy as np
@@ -12,6 +10,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
+from captioner_data import encoded, png_declaring
 from img2txt.model import storage
 from img2txt.model.input_spec import InputSpec
 from img2txt.pipelines import image_decoding
@@ -20,12 +19,6 @@ from img2txt.pipelines.image_decoding import (CorruptImageError, DecodeImages, E
 
 SPEC = InputSpec(size=32, resize=40)
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
-
-
-def encoded(image, fmt, **save_args):
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **save_args)
-    return buffer.getvalue()
 
 
 def two_halves(size, first, second, vertical=True):
@@ -213,15 +206,6 @@ def test_corrupt_png_checksum():
     data[idat + 20] ^= 0xFF
     with pytest.raises(CorruptImageError):
         decode(bytes(data), SPEC)
-
-
-def png_declaring(width, height):
-    """A tiny valid PNG whose header claims width × height: a decompression bomb's shape."""
-    data = bytearray(encoded(Image.new('RGB', (1, 1)), 'PNG'))
-    ihdr = struct.pack('>II', width, height) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack('>I', zlib.crc32(b'IHDR' + ihdr))
-    return bytes(data)
 
 
 @pytest.mark.parametrize('side', [20_000, 60_000])  # Below and above Pillow's own bomb limit.
