@@ -25,9 +25,9 @@ import time
 import numpy as np
 
 import measure
-from img2txt.model import input_pipeline, training
+from img2txt.model import distribution, input_pipeline, training
 from img2txt.model.config import TrainingConfig
-from img2txt.schemas import manifest, training_records, vocabulary
+from img2txt.schemas import manifest, training_records, training_run, vocabulary
 
 
 def write_synthetic_data(root, num_images, captions_per_image, feature_dim, vocab_size, feature_dtype, shards=4,
@@ -86,7 +86,7 @@ def main():
     parser.add_argument('--embedding-size', type=int, default=512)
     parser.add_argument('--lstm-units', type=int, default=512)
     parser.add_argument('--steps', type=int, default=30, help='training steps to time')
-    parser.add_argument('--strategy', choices=training.STRATEGIES)
+    parser.add_argument('--strategy', choices=distribution.STRATEGIES)
     parser.add_argument('--mixed-precision', action='store_true')
     parser.add_argument('--repeats', type=int, default=measure.REPEATS, help='interleaved samples per figure')
     args = parser.parse_args()
@@ -110,15 +110,16 @@ def main():
             'input': lambda: input_captions_per_second(data_dir, args.batch_size, num_batches=200),
             'training': training_captions_per_second,
         }, args.repeats)
-        with open(os.path.join(model_dir, training.CONFIG_FILE)) as f:
+        with open(os.path.join(model_dir, training_run.CONFIG_FILE)) as f:
             run = json.load(f)
         print(f'{args.images} images x {args.captions_per_image} captions, vocabulary {args.vocab_size}, '
               f'{args.feature_dim}-d {args.feature_dtype} features, batch {args.batch_size}; '
               f'{args.repeats} interleaved repeats')
         print(f'  input pipeline: captions/s {measure.summary(samples["input"], digits=0)}')
         print(f'  training:       captions/s {measure.summary(samples["training"], digits=0)}  '
-              f'(LSTM {args.lstm_units}, embedding {args.embedding_size}, {run["strategy"]["name"]}, '
-              f'{run["precision_policy"]}, {args.steps} steps a run)')
+              f'(LSTM {args.lstm_units}, embedding {args.embedding_size}, '
+              f'{run[training_run.STRATEGY][training_run.STRATEGY_NAME]}, {run[training_run.PRECISION_POLICY]}, '
+              f'{args.steps} steps a run)')
         print(f'  input pipeline / training: '
               f'{measure.summary(measure.ratios(samples["input"], samples["training"]), unit="x")}   (target >= 5x)')
 
