@@ -4,9 +4,9 @@ import functools
 import json
 import signal
 
+from img2txt.jobs import flags
 from img2txt.model import distribution, training
 from img2txt.model.config import ModelConfig, TrainingConfig
-from img2txt.pipelines import flags
 from img2txt.schemas import training_run
 
 
