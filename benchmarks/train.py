@@ -45,20 +45,12 @@ def write_synthetic_data(root, num_images, captions_per_image, feature_dim, voca
     tokens = list(vocabulary.RESERVED_TOKENS) + [f'w{i}' for i in range(vocab_size - vocabulary.NUM_RESERVED)]
     with open(os.path.join(root, vocabulary.VOCABULARY_FILE), 'w') as f:
         f.write('\n'.join(tokens) + '\n')
-    document = {
-        manifest.FORMAT: manifest.FORMAT_VERSION, manifest.JOB: 'preprocess', manifest.VERSION: 'benchmark',
-        manifest.INPUTS: {}, manifest.OPTIONS: {}, manifest.COUNTS: {}, manifest.STARTED_AT: '',
-        manifest.FINISHED_AT: '', manifest.DATASET: 'synthetic', manifest.ERRORS: '',
-        manifest.ENCODER: {manifest.ENCODER_NAME: 'efficientnet_lite0', manifest.ENCODER_ID: 'synthetic',
-                           manifest.ENCODER_FEATURE_DIM: feature_dim},
-        manifest.FEATURE_DTYPE: feature_dtype,
-        manifest.VOCABULARY: {manifest.VOCABULARY_PATH: vocabulary.VOCABULARY_FILE, manifest.VOCABULARY_SIZE: vocab_size,
-                              manifest.VOCABULARY_MIN_COUNT: 1},
-        manifest.SPLITS: {'train': {manifest.SPLIT_IMAGES: num_images,
-                                    manifest.SPLIT_CAPTIONS: num_images * captions_per_image,
-                                    manifest.SPLIT_SHARDS: shards,
-                                    manifest.SPLIT_PATTERN: training_records.shard_pattern('train')}},
-    }
+    document = manifest.preprocess_manifest(
+        version='benchmark', inputs={}, options={}, counts={}, started_at='', finished_at='', dataset='synthetic',
+        encoder={manifest.ENCODER_NAME: 'efficientnet_lite0', manifest.ENCODER_ID: 'synthetic',
+                 manifest.ENCODER_FEATURE_DIM: feature_dim},
+        feature_dtype=feature_dtype, vocabulary_size=vocab_size, min_word_count=1,
+        splits={'train': (num_images, num_images * captions_per_image, shards)})
     with open(os.path.join(root, manifest.FILE_NAME), 'w') as f:
         f.write(manifest.dumps(document))
     return root
