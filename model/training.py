@@ -189,12 +189,8 @@ def _random_state(model):
 
 
 def _build_optimizer(config, steps_per_epoch, policy):
-    """The optimizer ``config`` names, with loss scaling when ``policy`` needs it.
-
-    It does not clip: the train step clips the gradient summed over replicas itself.
-    """
-    optimizer = build_optimizer(dataclasses.replace(config, clip_gradients=0.0), steps_per_epoch)
-    return distribution.with_loss_scaling(optimizer, policy)
+    """The optimizer ``config`` names, with loss scaling when ``policy`` needs it."""
+    return distribution.with_loss_scaling(build_optimizer(config, steps_per_epoch), policy)
 
 
 class _Totals:
