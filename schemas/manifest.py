@@ -58,7 +58,7 @@ IMAGES_FAILED = 'images_failed'
 CAPTIONS_READ = 'captions_read'
 CAPTIONS_WRITTEN = 'captions_written'
 CAPTIONS_FAILED = 'captions_failed'
-# Preprocess counts: records of the dataset that could not be read as captioned images, and all error records.
+# Preprocess counts: error records of the caption dataset's reader (a bad line, an empty caption), and of all stages.
 DATASET_ERRORS = 'dataset_errors'
 ERROR_RECORDS = 'error_records'
 
