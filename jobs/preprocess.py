@@ -1,7 +1,8 @@
 """``img2txt preprocess``: a caption dataset and its images → training TFRecords."""
 import json
 
-from img2txt.pipelines import flags, preprocess
+from img2txt.jobs import flags
+from img2txt.pipelines import preprocess
 from img2txt.schemas import manifest
 
 

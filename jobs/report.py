@@ -33,10 +33,10 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from img2txt.model import storage, training
+from img2txt.model import storage
 from img2txt.model.input_spec import InputSpec
 from img2txt.pipelines import image_decoding
-from img2txt.schemas import captions as schema, evaluation, manifest
+from img2txt.schemas import captions as schema, evaluation, manifest, training_run
 
 DEFAULT_MAX_IMAGES = 500
 DEFAULT_MAX_ERRORS = 500
@@ -192,19 +192,19 @@ def loss_curves(model_dir):
     file's value.
     """
     curves = {}
-    for split in (training.TRAIN_LOGS, training.VALIDATION_LOGS):
-        files = sorted(tf.io.gfile.glob(tf.io.gfile.join(model_dir, training.LOG_DIR, split, EVENT_FILES)))
+    for split in (training_run.TRAIN_LOGS, training_run.VALIDATION_LOGS):
+        files = sorted(tf.io.gfile.glob(tf.io.gfile.join(model_dir, training_run.LOG_DIR, split, EVENT_FILES)))
         points = {}
         for record in (tf.data.TFRecordDataset(files) if files else ()):
             event = tf.compat.v1.Event.FromString(record.numpy())
             for value in event.summary.value:
-                if value.tag == training.LOSS:
+                if value.tag == training_run.LOSS:
                     points[event.step] = float(tf.make_ndarray(value.tensor))
         curves[split] = sorted(points.items())
     if not any(curves.values()):
-        raise FileNotFoundError(f'{model_dir} has no {training.LOSS} in TensorBoard event files under '
-                                f'{training.LOG_DIR}/{training.TRAIN_LOGS} or {training.LOG_DIR}/'
-                                f'{training.VALIDATION_LOGS}')
+        raise FileNotFoundError(f'{model_dir} has no {training_run.LOSS} in TensorBoard event files under '
+                                f'{training_run.LOG_DIR}/{training_run.TRAIN_LOGS} or {training_run.LOG_DIR}/'
+                                f'{training_run.VALIDATION_LOGS}')
     return curves
 
 
@@ -236,7 +236,7 @@ def loss_chart(curves):
             continue
         path = ' '.join(f'{x(s):.1f},{y(v):.1f}' for s, v in curve)
         parts.append(f'<polyline class="line {split}" points="{path}"/>')
-        if split == training.VALIDATION_LOGS:  # Few and far between: mark each.
+        if split == training_run.VALIDATION_LOGS:  # Few and far between: mark each.
             parts.extend(f'<circle class="dot {split}" cx="{x(s):.1f}" cy="{y(v):.1f}" r="3"/>' for s, v in curve)
     parts.append('</svg>')
     return ''.join(parts)
@@ -376,7 +376,7 @@ def _evaluation(evaluation_dir):
 
 def _training(model_dir, curves):
     """The training section: the loss chart, its legend and the last value of each curve."""
-    names = {training.TRAIN_LOGS: 'training', training.VALIDATION_LOGS: 'validation'}
+    names = {training_run.TRAIN_LOGS: 'training', training_run.VALIDATION_LOGS: 'validation'}
     legend = ''.join(
         f'<span class="key"><span class="swatch {split}"></span>{names[split]} loss: '
         + (f'{curve[-1][1]:.4f} at step {curve[-1][0]:,}' if curve else 'none logged') + '</span>'

@@ -4,9 +4,10 @@ import functools
 import json
 import signal
 
-from img2txt.model import training
+from img2txt.jobs import flags
+from img2txt.model import distribution, training
 from img2txt.model.config import ModelConfig, TrainingConfig
-from img2txt.pipelines import flags
+from img2txt.schemas import training_run
 
 
 def register(subparsers):
@@ -16,12 +17,13 @@ def register(subparsers):
         description='Train a Show-and-Tell captioner on the output of img2txt preprocess, on every GPU of the '
                     'machine when it has some. Run it again with the same --model-dir to resume from the latest '
                     'checkpoint (also after SIGTERM or Ctrl-C, which stop it with a checkpoint). At the end the '
-                    'captioner is exported to MODEL_DIR/export/STEP.')
+                    f'captioner is exported to MODEL_DIR/{training_run.EXPORT_DIR}/STEP.')
     parser.add_argument('--data', required=True, metavar='DIR',
                         help='output folder of img2txt preprocess, local or gs://')
     parser.add_argument('--model-dir', required=True, metavar='DIR',
-                        help='where checkpoints, logs/ (TensorBoard), config.json and export/ go, local or gs://')
-    parser.add_argument('--strategy', choices=training.STRATEGIES, default=None,
+                        help=f'where {training_run.CHECKPOINT_DIR}/, {training_run.LOG_DIR}/ (TensorBoard), '
+                             f'{training_run.CONFIG_FILE} and {training_run.EXPORT_DIR}/ go, local or gs://')
+    parser.add_argument('--strategy', choices=distribution.STRATEGIES, default=None,
                         help='tf.distribute strategy: "default" (the CPU or one GPU) or "mirrored" (every GPU); '
                              'default: mirrored when there are several GPUs')
     parser.add_argument('--mixed-precision', action='store_true',

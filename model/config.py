@@ -3,7 +3,7 @@
 Two plain dataclasses, as im2txt's ``configuration.py``: one for the model
 (what a checkpoint needs to be rebuilt and decoded) and one for training.
 Defaults are im2txt's where they apply. Each field's ``help`` documents it and
-is the text of its command-line flag (``pipelines.flags``). Both round-trip
+is the text of its command-line flag (``jobs.flags``). Both round-trip
 through JSON with ``to_dict``/``from_dict`` so a run can save them next to its
 checkpoints.
 """

@@ -176,7 +176,7 @@ def _frame(features, caption):
 
 
 def _inputs_and_targets(features, caption_ids):
-    input_ids, target_ids, _ = split_caption_ids(caption_ids)
+    input_ids, target_ids = split_caption_ids(caption_ids)
     return (features, input_ids), target_ids
 
 

@@ -144,14 +144,11 @@ def split_caption_ids(caption_ids):
         PAD ...]`` (a single caption ``[T]`` or a batch ``[B, T]``).
 
     Returns:
-      ``(input_ids, target_ids, mask)``, each ``[..., T - 1]``: the inputs
-      ``[START, w1 .. wn, ...]``, the targets ``[w1 .. wn, END, ...]`` and a
-      float mask that is 1 where the target is not padding.
+      ``(input_ids, target_ids)``, each ``[..., T - 1]``: the inputs
+      ``[START, w1 .. wn, ...]`` and the targets ``[w1 .. wn, END, ...]``,
+      padded with ``PAD_ID`` (which ``masked_loss_sum`` leaves out).
     """
-    input_ids = caption_ids[..., :-1]
-    target_ids = caption_ids[..., 1:]
-    mask = tf.cast(tf.not_equal(target_ids, vocabulary.PAD_ID), tf.float32)
-    return input_ids, target_ids, mask
+    return caption_ids[..., :-1], caption_ids[..., 1:]
 
 
 def masked_loss_sum(target_ids, logits):
@@ -193,19 +190,19 @@ def build_optimizer(config, steps_per_epoch):
 
     SGD follows im2txt: the learning rate is multiplied by
     ``learning_rate_decay_factor`` every ``num_epochs_per_decay`` epochs, in
-    steps. Adam keeps a constant rate. Both clip gradients to the global norm
-    ``clip_gradients`` (unless it is 0).
+    steps. Adam keeps a constant rate. Neither clips: ``clip_gradients``
+    applies to the gradient summed over replicas, which only the train step
+    sees (``train_step``).
 
     Args:
       config: a ``TrainingConfig``.
       steps_per_epoch: training steps in one pass over the captions.
     """
-    clip = config.clip_gradients or None
     if config.optimizer == 'adam':
-        return keras.optimizers.Adam(config.initial_learning_rate, global_clipnorm=clip)
+        return keras.optimizers.Adam(config.initial_learning_rate)
     schedule = keras.optimizers.schedules.ExponentialDecay(
         config.initial_learning_rate,
         decay_steps=max(1, int(steps_per_epoch * config.num_epochs_per_decay)),
         decay_rate=config.learning_rate_decay_factor,
         staircase=True)
-    return keras.optimizers.SGD(schedule, global_clipnorm=clip)
+    return keras.optimizers.SGD(schedule)

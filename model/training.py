@@ -2,19 +2,10 @@
 
     preprocess output ──input_pipeline──▶ train step ──▶ checkpoints, TensorBoard, validation ──▶ export
 
-One train step, on every replica: the forward pass over its share of the
-batch, the summed loss of its tokens divided by the token count of the whole
-batch (so the step minimises the mean loss per token of the global batch,
-however captions fall on replicas), gradients summed over replicas, clipped to
-a global norm, applied. The default strategy runs it on the CPU or one GPU;
-``MirroredStrategy`` on several GPUs (the default when there are several).
-
-Everything a run writes lives under its model dir (local or gs://)::
-
-  config.json                 the ModelConfig, TrainingConfig, data, encoder and vocabulary size
-  checkpoints/ckpt-STEP       model, optimizer (whose iterations are the global step) and data position
-  logs/train/, logs/val/      TensorBoard scalars: loss, perplexity, learning_rate, steps/s, captions/s
-  export/STEP/                the exported captioner (``model.export``)
+The loop runs ``train_step``'s distributed step under the strategy and
+precision ``distribution`` picks, logs progress to TensorBoard, checkpoints
+and validates every so many steps, and exports the captioner at the end.
+Everything a run writes lives under its model dir (``schemas.training_run``).
 
 Running ``train`` again on a model dir resumes from its latest checkpoint: the
 weights, the optimizer's slots and step (so the learning-rate schedule goes
@@ -23,9 +14,7 @@ rebuilds from the seed (so a resumed run sees the examples an uninterrupted
 one would). SIGTERM (a preempted cloud VM) and Ctrl-C stop training after the
 current step with a checkpoint.
 """
-import contextlib
 import dataclasses
-import json
 import logging
 import math
 import signal
@@ -36,31 +25,14 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-import img2txt
-from img2txt.model import export as captioner_export, input_pipeline
+from img2txt.model import checkpoints, distribution, export as captioner_export, input_pipeline, train_step
 from img2txt.model.config import ModelConfig, TrainingConfig
-from img2txt.model.show_and_tell import ShowAndTell, build_optimizer, masked_loss_sum
-from img2txt.schemas import manifest
+from img2txt.model.show_and_tell import ShowAndTell, build_optimizer
+from img2txt.schemas import manifest, training_run
 
-CONFIG_FILE = 'config.json'
-CHECKPOINT_DIR = 'checkpoints'
-LOG_DIR = 'logs'
-EXPORT_DIR = 'export'
-STRATEGIES = ('default', 'mirrored')
 VALIDATION_SPLIT = 'val'
-# TensorBoard runs under LOG_DIR, one folder each, and the scalar tag of their
-# loss; the report job reads the curves back by these names.
-TRAIN_LOGS = 'train'
-VALIDATION_LOGS = 'val'
-LOSS = 'loss'
-
 # ModelConfig fields that the training data decides, not the user.
 DATA_MODEL_FIELDS = ('vocab_size', 'feature_dim')
-# What a checkpoint's variables depend on: a run may resume another only if these match.
-_CHECKPOINT_LAYOUT = {
-    'model': ('vocab_size', 'feature_dim', 'embedding_size', 'lstm_units'),
-    'training': ('optimizer',),
-}
 
 # tf.summary.scalar lives in the tensorboard package, which TensorFlow no
 # longer installs; this is the record it writes, which TensorBoard reads as a scalar.
@@ -95,36 +67,6 @@ class TrainResult:
     model: keras.Model = dataclasses.field(repr=False)
 
 
-def make_strategy(name=None):
-    """Returns a ``tf.distribute`` strategy by name.
-
-    Args:
-      name: 'default' (the CPU or one GPU), 'mirrored' (all GPUs of the
-        machine, or the CPU when there is none) or None: mirrored when
-        several GPUs are visible, else default.
-    """
-    if name is None:
-        name = 'mirrored' if len(tf.config.list_logical_devices('GPU')) > 1 else 'default'
-    if name == 'default':
-        return tf.distribute.get_strategy()
-    if name == 'mirrored':
-        return tf.distribute.MirroredStrategy()
-    raise ValueError(f'strategy must be one of {list(STRATEGIES)}, got {name!r}')
-
-
-def precision_policy(mixed_precision):
-    """The Keras dtype policy that ``train`` uses.
-
-    Mixed precision is 'mixed_float16' with loss scaling on GPUs (every CUDA
-    GPU's tensor cores run float16), and 'mixed_bfloat16' without a GPU:
-    CPUs have no fast float16 arithmetic, some (AVX512-BF16, AMX) have fast
-    bfloat16, and bfloat16 needs no loss scaling.
-    """
-    if not mixed_precision:
-        return 'float32'
-    return 'mixed_float16' if tf.config.list_logical_devices('GPU') else 'mixed_bfloat16'
-
-
 def train(data_dir, model_dir, model_options=None, training_config=None, *, strategy=None, mixed_precision=False,
           export=True, log=_log.info):
     """Trains (or goes on training) a Show-and-Tell model on a preprocess output.
@@ -137,8 +79,8 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, stra
       model_options: ``ModelConfig`` fields other than ``DATA_MODEL_FIELDS``
         (which come from the data's manifest), as a dict.
       training_config: a ``TrainingConfig``; default ``TrainingConfig()``.
-      strategy: 'default', 'mirrored' or None (see ``make_strategy``).
-      mixed_precision: compute in 16 bits, keep weights in 32 (``precision_policy``).
+      strategy: 'default', 'mirrored' or None (see ``distribution.make_strategy``).
+      mixed_precision: compute in 16 bits, keep weights in 32 (``distribution.precision_policy``).
       export: export the captioner when training ends (not when interrupted).
       log: called with each progress line.
 
@@ -153,22 +95,18 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, stra
     config = training_config or TrainingConfig()
     document = input_pipeline.read_manifest(data_dir)
     model_config = _model_config(document, model_options or {})
-    distribution = make_strategy(strategy)
-    policy = precision_policy(mixed_precision)
-    run_config = _run_config(data_dir, document, model_config, config, distribution, policy)
-    # The model dir (config, checkpoints, summaries) goes through TensorFlow's own file systems, which
-    # checkpoints and summaries need. Its GCS client cannot be pointed at an emulator, so a gs:// model
-    # dir is not tested here; the export under it goes through model.storage, which is.
-    checkpoint_dir = tf.io.gfile.join(model_dir, CHECKPOINT_DIR)
+    strategy = distribution.make_strategy(strategy)
+    policy = distribution.precision_policy(mixed_precision)
+    run_config = checkpoints.run_config(data_dir, document, model_config, config, strategy, policy)
+    checkpoint_dir = tf.io.gfile.join(model_dir, training_run.CHECKPOINT_DIR)
     if tf.train.latest_checkpoint(checkpoint_dir):
-        _check_resumable(model_dir, run_config)
-    tf.io.gfile.makedirs(model_dir)
-    _write_json(tf.io.gfile.join(model_dir, CONFIG_FILE), run_config)
+        checkpoints.check_resumable(model_dir, run_config)
+    checkpoints.write_config(model_dir, run_config)
 
     # Weights, dropout and the data order all follow from the seed.
     keras.utils.set_random_seed(config.seed)
     examples_per_epoch = input_pipeline.examples_per_epoch(document, 'train', config.captions_per_image)
-    with distribution.scope(), _dtype_policy(policy):
+    with strategy.scope(), distribution.dtype_policy(policy):
         model = ShowAndTell(model_config)
         optimizer = _build_optimizer(config, examples_per_epoch / config.batch_size, policy)
         optimizer.build(model.trainable_variables)
@@ -176,7 +114,8 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, stra
     examples = tf.Variable(0, dtype=tf.int64, trainable=False, name='examples')
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, examples=examples,
                                      dropout_rng=_random_state(model))
-    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=config.keep_checkpoints)
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=config.keep_checkpoints,
+                                         checkpoint_name=training_run.CHECKPOINT_PREFIX)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         log(f'resuming from step {int(optimizer.iterations.numpy())} ({manager.latest_checkpoint})')
@@ -185,10 +124,10 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, stra
         data_dir, 'train', config.batch_size, training=True, seed=config.seed,
         captions_per_image=config.captions_per_image, num_epochs=config.num_epochs,
         start_example=int(examples.numpy()), shuffle_window_size=config.shuffle_window_size)
-    train_step = _make_train_step(distribution, model, optimizer, config.clip_gradients, examples)
+    run_step = train_step.make_train_step(strategy, model, optimizer, config.clip_gradients, examples)
     validate = None
     if input_pipeline.has_split(document, VALIDATION_SPLIT):
-        validate = _make_validation(distribution, model, input_pipeline.make_dataset(
+        validate = train_step.make_validation(strategy, model, input_pipeline.make_dataset(
             data_dir, VALIDATION_SPLIT, config.batch_size, training=False))
 
     total_steps = math.ceil(config.num_epochs * examples_per_epoch / config.batch_size)
@@ -196,7 +135,7 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, stra
         total_steps = min(total_steps, config.max_steps)
     loop = _Loop(model_dir, config, optimizer, manager, examples, examples_per_epoch, total_steps, log)
     with _StopSignals() as stop, loop:
-        loop.run(train_step, iter(distribution.experimental_distribute_dataset(dataset)), validate, stop)
+        loop.run(run_step, iter(strategy.experimental_distribute_dataset(dataset)), validate, stop)
 
     result = TrainResult(
         step=loop.step, start_step=loop.start_step, interrupted_by=stop.signal_name, train_loss=loop.train_loss,
@@ -208,38 +147,15 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, stra
         return result
     if not export:
         return result
-    result.export_dir = tf.io.gfile.join(model_dir, EXPORT_DIR, str(loop.step))
+    # The export goes through model.storage, which (unlike the checkpoints) is tested on gs://.
+    result.export_dir = tf.io.gfile.join(model_dir, training_run.EXPORT_DIR, str(loop.step))
     if tf.io.gfile.exists(result.export_dir):
         log(f'{result.export_dir} exists: step {loop.step} was exported before')
     else:
-        restored, _ = restore_model(model_dir)
+        restored, _ = checkpoints.restore_model(model_dir)
         result.model_id = export_model(restored, model_config, document, data_dir, result.export_dir)
         log(f'exported {result.model_id} to {result.export_dir}')
     return result
-
-
-def restore_model(model_dir):
-    """Rebuilds the model a model dir's config describes, with its latest checkpoint's weights.
-
-    The model is float32 whatever precision it was trained in, and outside
-    any distribution strategy: what export and evaluation want.
-
-    Returns:
-      ``(model, model_config)``: a ``ShowAndTell`` and its ``ModelConfig``.
-
-    Raises:
-      FileNotFoundError: ``model_dir`` has no config or no checkpoint.
-    """
-    config_path = tf.io.gfile.join(model_dir, CONFIG_FILE)
-    latest = tf.train.latest_checkpoint(tf.io.gfile.join(model_dir, CHECKPOINT_DIR))
-    if not tf.io.gfile.exists(config_path) or not latest:
-        raise FileNotFoundError(f'{model_dir} holds no trained model (no {CONFIG_FILE} or no checkpoint)')
-    model_config = ModelConfig.from_dict(_read_json(config_path)['model'])
-    with _dtype_policy('float32'):
-        model = ShowAndTell(model_config)
-    # expect_partial: the optimizer and data position are not wanted here.
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial().assert_existing_objects_matched()
-    return model, model_config
 
 
 def export_model(model, model_config, document, data_dir, export_dir):
@@ -262,43 +178,6 @@ def _model_config(document, options):
                        feature_dim=document[manifest.ENCODER][manifest.ENCODER_FEATURE_DIM], **options)
 
 
-def _run_config(data_dir, document, model_config, training_config, distribution, policy):
-    """The contents of config.json: what a run was asked to do, on which data."""
-    encoder = document[manifest.ENCODER]
-    return {
-        'model': model_config.to_dict(),
-        'training': training_config.to_dict(),
-        'data': data_dir,
-        'encoder': {manifest.ENCODER_NAME: encoder[manifest.ENCODER_NAME], manifest.ENCODER_ID: encoder[manifest.ENCODER_ID]},
-        'vocabulary_size': document[manifest.VOCABULARY][manifest.VOCABULARY_SIZE],
-        'strategy': {'name': type(distribution).__name__, 'replicas': distribution.num_replicas_in_sync},
-        'precision_policy': policy,
-        'img2txt_version': img2txt.__version__,
-    }
-
-
-def _layout(run_config):
-    """What a checkpoint's variables depend on, as flat ``{name: value}``."""
-    layout = {f'{section}.{name}': run_config[section][name]
-              for section, names in _CHECKPOINT_LAYOUT.items() for name in names}
-    layout['encoder'] = run_config['encoder'][manifest.ENCODER_ID]
-    # Loss scaling adds optimizer variables.
-    layout['loss_scaling'] = run_config['precision_policy'] == 'mixed_float16'
-    return layout
-
-
-def _check_resumable(model_dir, requested):
-    """Raises ValueError if the checkpoints in ``model_dir`` are not of the model ``requested`` describes."""
-    path = tf.io.gfile.join(model_dir, CONFIG_FILE)
-    if not tf.io.gfile.exists(path):
-        raise ValueError(f'{model_dir} has checkpoints but no {CONFIG_FILE}: cannot tell what model they hold')
-    saved, wanted = _layout(_read_json(path)), _layout(requested)
-    differences = [f'{name} {saved[name]!r} -> {wanted[name]!r}' for name in saved if saved[name] != wanted[name]]
-    if differences:
-        raise ValueError(f'{model_dir} holds checkpoints of another model ({"; ".join(differences)}): '
-                         f'use a new --model-dir, or the settings it was trained with')
-
-
 def _random_state(model):
     """The variables of a model that are not weights: its dropout layers' random generator states.
 
@@ -310,74 +189,8 @@ def _random_state(model):
 
 
 def _build_optimizer(config, steps_per_epoch, policy):
-    # The train step clips the gradient summed over replicas itself: Keras
-    # clips each replica's part before summing them, which with several
-    # replicas is not the norm of the batch's gradient.
-    optimizer = build_optimizer(dataclasses.replace(config, clip_gradients=0.0), steps_per_epoch)
-    if policy == 'mixed_float16':
-        optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-def _make_train_step(strategy, model, optimizer, clip_norm, examples):
-    """A ``tf.function`` that trains on the iterator's next batch.
-
-    It returns the batch's summed token loss, token count and caption count
-    (over all replicas), and adds the caption count to ``examples``.
-    """
-    variables = model.trainable_variables
-    num_replicas = strategy.num_replicas_in_sync
-    loss_scaling = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
-
-    def replica_step(inputs, target_ids):
-        context = tf.distribute.get_replica_context()
-        with tf.GradientTape() as tape:
-            logits = model(inputs, training=True)
-            loss_sum, num_tokens = masked_loss_sum(target_ids, logits)
-            loss = tf.math.divide_no_nan(loss_sum, context.all_reduce(tf.distribute.ReduceOp.SUM, num_tokens))
-            scaled_loss = optimizer.scale_loss(loss)
-        gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, tape.gradient(scaled_loss, variables))
-        if clip_norm:
-            # Clipping commutes with loss scaling when the threshold scales too.
-            scale = optimizer.dynamic_scale if loss_scaling else 1.0
-            gradients, _ = tf.clip_by_global_norm(gradients, clip_norm * scale)
-        if num_replicas > 1:
-            # The optimizer sums the replicas' gradients again, and each already holds the sum.
-            # Exact global-norm clipping costs this second all-reduce (about 13M weights at
-            # im2txt's sizes with a 10k vocabulary).
-            gradients = [_scale(g, 1.0 / num_replicas) for g in gradients]
-        optimizer.apply_gradients(zip(gradients, variables))
-        return loss_sum, num_tokens, tf.shape(target_ids, out_type=tf.int64)[0]
-
-    @tf.function
-    def train_step(iterator):
-        inputs, target_ids = next(iterator)
-        totals = strategy.run(replica_step, args=(inputs, target_ids))
-        loss_sum, num_tokens, num_captions = (strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None)
-                                              for t in totals)
-        examples.assign_add(num_captions)
-        return loss_sum, num_tokens, num_captions
-
-    return train_step
-
-
-def _make_validation(strategy, model, dataset):
-    """A ``tf.function`` returning the summed token loss and token count over all of ``dataset``."""
-    distributed = strategy.experimental_distribute_dataset(dataset)
-
-    def replica_step(inputs, target_ids):
-        return masked_loss_sum(target_ids, model(inputs, training=False))
-
-    @tf.function
-    def validate():
-        loss_sum, num_tokens = tf.constant(0.0), tf.constant(0.0)
-        for inputs, target_ids in distributed:
-            batch_loss, batch_tokens = strategy.run(replica_step, args=(inputs, target_ids))
-            loss_sum += strategy.reduce(tf.distribute.ReduceOp.SUM, batch_loss, axis=None)
-            num_tokens += strategy.reduce(tf.distribute.ReduceOp.SUM, batch_tokens, axis=None)
-        return loss_sum, num_tokens
-
-    return validate
+    """The optimizer ``config`` names, with loss scaling when ``policy`` needs it."""
+    return distribution.with_loss_scaling(build_optimizer(config, steps_per_epoch), policy)
 
 
 class _Totals:
@@ -410,8 +223,8 @@ class _Loop:
         self._examples_per_epoch = examples_per_epoch
         self._total_steps = total_steps
         self._log = log
-        self._writers = {split: tf.summary.create_file_writer(tf.io.gfile.join(model_dir, LOG_DIR, split))
-                         for split in (TRAIN_LOGS, VALIDATION_LOGS)}
+        self._writers = {split: tf.summary.create_file_writer(tf.io.gfile.join(model_dir, training_run.LOG_DIR, split))
+                         for split in (training_run.TRAIN_LOGS, training_run.VALIDATION_LOGS)}
         self.step = self.start_step = int(optimizer.iterations.numpy())
         self._saved_step = self.step if manager.latest_checkpoint else None
         self._validated_step = None
@@ -426,12 +239,12 @@ class _Loop:
         for writer in self._writers.values():
             writer.close()
 
-    def run(self, train_step, iterator, validate, stop):
+    def run(self, run_step, iterator, validate, stop):
         """Trains until the data or ``max_steps`` runs out or ``stop`` is set, then checkpoints."""
         max_steps = self._config.max_steps
         while stop.signal_name is None and (max_steps is None or self.step < max_steps):
             try:
-                totals = [t.numpy().item() for t in train_step(iterator)]
+                totals = [t.numpy().item() for t in run_step(iterator)]
             except tf.errors.OutOfRangeError:
                 break
             self._interval.add(*totals)
@@ -472,9 +285,10 @@ class _Loop:
         self._log(f'step {self.step}/{self._total_steps} (epoch {epoch:.2f}): loss {self.train_loss:.4f}, '
                   f'learning rate {learning_rate:.3g}, {steps_per_second:.2f} steps/s, '
                   f'{captions_per_second:.1f} captions/s')
-        _write_scalars(self._writers[TRAIN_LOGS], self.step, {
-            LOSS: self.train_loss, 'perplexity': _perplexity(self.train_loss), 'learning_rate': learning_rate,
-            'steps_per_second': steps_per_second, 'captions_per_second': captions_per_second})
+        _write_scalars(self._writers[training_run.TRAIN_LOGS], self.step, {
+            training_run.LOSS: self.train_loss, training_run.PERPLEXITY: _perplexity(self.train_loss),
+            training_run.LEARNING_RATE: learning_rate, training_run.STEPS_PER_SECOND: steps_per_second,
+            training_run.CAPTIONS_PER_SECOND: captions_per_second})
         self._interval = _Totals(self.step)
 
     def _save(self):
@@ -488,8 +302,8 @@ class _Loop:
         self._validated_step = self.step
         self._log(f'validation at step {self.step}: loss {self.val_loss:.4f}, '
                   f'perplexity {_perplexity(self.val_loss):.2f} ({int(num_tokens)} words)')
-        _write_scalars(self._writers[VALIDATION_LOGS], self.step,
-                       {LOSS: self.val_loss, 'perplexity': _perplexity(self.val_loss)})
+        _write_scalars(self._writers[training_run.VALIDATION_LOGS], self.step,
+                       {training_run.LOSS: self.val_loss, training_run.PERPLEXITY: _perplexity(self.val_loss)})
 
 
 class _StopSignals:
@@ -523,23 +337,6 @@ class _StopSignals:
             signal.signal(signum, handler)
 
 
-@contextlib.contextmanager
-def _dtype_policy(name):
-    """Builds layers under a Keras dtype policy; they keep it after the block."""
-    previous = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_dtype_policy(previous)
-
-
-def _scale(gradient, factor):
-    if isinstance(gradient, tf.IndexedSlices):
-        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
-    return gradient * factor
-
-
 def _perplexity(loss):
     # exp overflows float64 above ~709; such a model is untrained anyway.
     return None if loss is None else math.exp(min(loss, 700.0))
@@ -550,13 +347,3 @@ def _write_scalars(writer, step, scalars):
         for name, value in scalars.items():
             tf.summary.write(name, tf.constant(value, tf.float32), metadata=_SCALAR_METADATA)
     writer.flush()
-
-
-def _read_json(path):
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
-def _write_json(path, value):
-    with tf.io.gfile.GFile(path, 'w') as f:
-        f.write(json.dumps(value, indent=2, sort_keys=True) + '\n')

@@ -13,7 +13,7 @@ so train, val and test share ids. Output, under ``--output`` (local or gs://)::
   train/data-SSSSS-of-NNNNN.tfrecord   one record per image (schemas.training_records)
   val/..., test/...                    the other splits present in the dataset
   vocab.txt                            reserved tokens + learned words (schemas.vocabulary)
-  transform_fn/, transformed_metadata/ the tf.Transform output (tft.TFTransformOutput)
+  transform_fn/, transformed_metadata/ the tf.Transform output (schemas.transform)
   errors/errors-SSSSS-of-NNNNN.parquet one record per input that failed (schemas.errors)
   manifest.json                        inputs, counts, encoder, vocabulary, options
 
@@ -46,10 +46,8 @@ from img2txt.model import encoders, storage
 from img2txt.model.tokenizer import tokenize
 from img2txt.pipelines import beam_options, datasets, image_decoding
 from img2txt.pipelines.model_handlers import EncoderModelHandler
-from img2txt.schemas import errors, manifest, training_records, vocabulary
+from img2txt.schemas import errors, manifest, training_records, transform, vocabulary
 
-# tf.Transform's name for the learned vocabulary inside transform_fn/assets.
-VOCABULARY_NAME = 'words'
 ALL_SPLITS = datasets.SPLITS + (datasets.RESTVAL,)
 
 
@@ -102,16 +100,6 @@ class PreprocessConfig:
         return {}
 
 
-def _raw_feature_spec(feature_dim):
-    return {
-        'image_id': tf.io.FixedLenFeature([], tf.string),
-        'split': tf.io.FixedLenFeature([], tf.string),
-        'features': tf.io.FixedLenFeature([feature_dim], tf.float32),
-        'tokens': tf.io.VarLenFeature(tf.string),
-        'caption_lengths': tf.io.VarLenFeature(tf.int64),
-    }
-
-
 def make_preprocessing_fn(min_word_count, max_vocabulary_size):
     """The tf.Transform preprocessing_fn: tokens → vocabulary ids; everything else passes through.
 
@@ -120,18 +108,17 @@ def make_preprocessing_fn(min_word_count, max_vocabulary_size):
     the vocabulary become ``<unk>``.
     """
     def preprocessing_fn(inputs):
-        tokens = inputs['tokens']
         ids = tft.compute_and_apply_vocabulary(
-            tokens, frequency_threshold=min_word_count, top_k=max_vocabulary_size,
-            default_value=-1, vocab_filename=VOCABULARY_NAME)
+            inputs[transform.TOKENS], frequency_threshold=min_word_count, top_k=max_vocabulary_size,
+            default_value=-1, vocab_filename=transform.VOCABULARY_NAME)
         ids = tf.sparse.map_values(
             lambda v: tf.where(v < 0, tf.constant(vocabulary.UNK_ID, tf.int64), v + vocabulary.NUM_RESERVED), ids)
         return {
-            'image_id': inputs['image_id'],
-            'split': inputs['split'],
-            'features': inputs['features'],
-            'caption_ids': ids,
-            'caption_lengths': inputs['caption_lengths'],
+            transform.IMAGE_ID: inputs[transform.IMAGE_ID],
+            transform.SPLIT: inputs[transform.SPLIT],
+            transform.FEATURES: inputs[transform.FEATURES],
+            transform.CAPTION_IDS: ids,
+            transform.CAPTION_LENGTHS: inputs[transform.CAPTION_LENGTHS],
         }
     return preprocessing_fn
 
@@ -161,11 +148,11 @@ class _Join(beam.DoFn):
             yield beam.pvalue.TaggedOutput(self.FAILED, len(captions))
             return
         yield {
-            'image_id': image_id,
-            'split': split,
-            'features': np.asarray(grouped['features'][0], np.float32),
-            'tokens': [t for caption in captions for t in caption],
-            'caption_lengths': [len(caption) for caption in captions],
+            transform.IMAGE_ID: image_id,
+            transform.SPLIT: split,
+            transform.FEATURES: np.asarray(grouped['features'][0], np.float32),
+            transform.TOKENS: [t for caption in captions for t in caption],
+            transform.CAPTION_LENGTHS: [len(caption) for caption in captions],
         }
 
 
@@ -199,11 +186,11 @@ class _WriteShard(beam.DoFn):
 
 def _to_record(instance, feature_dtype):
     """A transformed instance → (split, image_id, serialized tf.train.Example)."""
-    image_id, split = (_text(instance[key]) for key in ('image_id', 'split'))
-    ids = np.asarray(instance['caption_ids'], np.int64)
-    lengths = np.asarray(instance['caption_lengths'], np.int64)
+    image_id, split = (_text(instance[key]) for key in (transform.IMAGE_ID, transform.SPLIT))
+    ids = np.asarray(instance[transform.CAPTION_IDS], np.int64)
+    lengths = np.asarray(instance[transform.CAPTION_LENGTHS], np.int64)
     captions = np.split(ids, np.cumsum(lengths)[:-1]) if len(lengths) else []
-    return split, image_id, training_records.encode(image_id, instance['features'], captions, feature_dtype)
+    return split, image_id, training_records.encode(image_id, instance[transform.FEATURES], captions, feature_dtype)
 
 
 @dataclasses.dataclass
@@ -249,9 +236,10 @@ def build(pipeline, config, encoder, transform_dir, temp_dir):
               | 'Join' >> beam.ParDo(_Join()).with_outputs(_Join.FAILED, main='instances'))
 
     raw_metadata = dataset_metadata.DatasetMetadata(
-        schema_utils.schema_from_feature_spec(_raw_feature_spec(encoder.feature_dim)))
+        schema_utils.schema_from_feature_spec(transform.raw_feature_spec(encoder.feature_dim)))
     with tft_beam.Context(temp_dir=temp_dir):
-        train = joined.instances | 'TrainInstances' >> beam.Filter(lambda instance: instance['split'] == 'train')
+        train = joined.instances | 'TrainInstances' >> beam.Filter(
+            lambda instance: instance[transform.SPLIT] == 'train')
         transform_fn = (train, raw_metadata) | 'AnalyzeTrain' >> tft_beam.AnalyzeDataset(
             make_preprocessing_fn(config.min_word_count, config.max_vocabulary_size))
         _ = transform_fn | 'WriteTransformFn' >> tft_beam.WriteTransformFn(transform_dir)
@@ -272,27 +260,38 @@ def build(pipeline, config, encoder, transform_dir, temp_dir):
     decode_errors = decoded.errors | 'DecodeErrors' >> beam.Values()
     all_errors = ((dataset.errors, decode_errors, encode_errors) | 'AllErrors' >> beam.Flatten())
     _ = all_errors | 'WriteErrors' >> beam.io.WriteToParquet(
-        FileSystems.join(config.output, 'errors', 'errors'), errors.SCHEMA,
-        file_name_suffix='.parquet', num_shards=1)
+        FileSystems.join(config.output, errors.PREPROCESS_DIR, errors.PREPROCESS_PREFIX), errors.SCHEMA,
+        file_name_suffix=errors.PARQUET_SUFFIX, num_shards=1)
 
     counts = _count(pipeline, dataset, decode_errors, encode_errors, joined, written, all_errors)
     return PreprocessOutputs(records=records, errors=all_errors, counts=counts)
 
 
+def _split_count(split, field):
+    """The key of a per-split count (a field of the manifest's SPLITS entry) in ``_count``'s dict."""
+    return f'{split}/{field}'
+
+
 def _count(pipeline, dataset, decode_errors, encode_errors, joined, written, all_errors):
-    """One dict of the counts the manifest reports, computed from the data (not from metrics)."""
+    """One dict of the counts the manifest reports, computed from the data (not from metrics).
+
+    Its keys are the manifest's count names, and ``_split_count`` keys for what each split holds.
+    """
     parts = [
-        dataset.images | 'CountImagesRead' >> beam.Map(lambda image: ('images_read', 1)),
-        dataset.images | 'CountCaptionsRead' >> beam.Map(lambda image: ('captions_read', len(image.captions))),
-        dataset.errors | 'CountDatasetErrors' >> beam.Map(lambda e: ('dataset_errors', 1)),
-        decode_errors | 'CountDecodeFailures' >> beam.Map(lambda e: ('images_failed', 1)),
-        encode_errors | 'CountEncodeFailures' >> beam.Map(lambda e: ('images_failed', 1)),
-        joined[_Join.FAILED] | 'CountCaptionsFailed' >> beam.Map(lambda n: ('captions_failed', n)),
+        dataset.images | 'CountImagesRead' >> beam.Map(lambda image: (manifest.IMAGES_READ, 1)),
+        dataset.images | 'CountCaptionsRead' >> beam.Map(
+            lambda image: (manifest.CAPTIONS_READ, len(image.captions))),
+        dataset.errors | 'CountDatasetErrors' >> beam.Map(lambda e: (manifest.DATASET_ERRORS, 1)),
+        decode_errors | 'CountDecodeFailures' >> beam.Map(lambda e: (manifest.IMAGES_FAILED, 1)),
+        encode_errors | 'CountEncodeFailures' >> beam.Map(lambda e: (manifest.IMAGES_FAILED, 1)),
+        joined[_Join.FAILED] | 'CountCaptionsFailed' >> beam.Map(lambda n: (manifest.CAPTIONS_FAILED, n)),
         joined.instances | 'CountCaptionsWritten' >> beam.Map(
-            lambda instance: (f'captions_written/{instance["split"]}', len(instance['caption_lengths']))),
-        written | 'CountImagesWritten' >> beam.MapTuple(lambda split, n: (f'images_written/{split}', n)),
-        written | 'CountShards' >> beam.MapTuple(lambda split, n: (f'shards/{split}', 1)),
-        all_errors | 'CountErrors' >> beam.Map(lambda e: ('error_records', 1)),
+            lambda instance: (_split_count(instance[transform.SPLIT], manifest.SPLIT_CAPTIONS),
+                              len(instance[transform.CAPTION_LENGTHS]))),
+        written | 'CountImagesWritten' >> beam.MapTuple(
+            lambda split, n: (_split_count(split, manifest.SPLIT_IMAGES), n)),
+        written | 'CountShards' >> beam.MapTuple(lambda split, n: (_split_count(split, manifest.SPLIT_SHARDS), 1)),
+        all_errors | 'CountErrors' >> beam.Map(lambda e: (manifest.ERROR_RECORDS, 1)),
     ]
     return (parts
             | 'FlattenCounts' >> beam.Flatten()
@@ -344,7 +343,7 @@ def _finish(config, encoder, transform_dir, counts, started):
     """Writes vocab.txt and manifest.json from the finished pipeline's outputs."""
     transform_output = tft.TFTransformOutput(transform_dir)
     learned = [line.decode('utf-8') if isinstance(line, bytes) else line
-               for line in transform_output.vocabulary_by_name(VOCABULARY_NAME)]
+               for line in transform_output.vocabulary_by_name(transform.VOCABULARY_NAME)]
     if not learned:
         raise ValueError(f'the vocabulary is empty: no word occurs at least {config.min_word_count} times in the '
                          f'train split of {config.captions} (lower --min-word-count?)')
@@ -353,43 +352,28 @@ def _finish(config, encoder, transform_dir, counts, started):
 
     splits = {}
     for split in ALL_SPLITS:
-        if counts.get(f'images_written/{split}'):
-            splits[split] = {
-                manifest.SPLIT_IMAGES: counts[f'images_written/{split}'],
-                manifest.SPLIT_CAPTIONS: counts.get(f'captions_written/{split}', 0),
-                manifest.SPLIT_SHARDS: counts[f'shards/{split}'],
-                manifest.SPLIT_PATTERN: training_records.shard_pattern(split),
-            }
-    images_written = sum(s[manifest.SPLIT_IMAGES] for s in splits.values())
-    captions_written = sum(s[manifest.SPLIT_CAPTIONS] for s in splits.values())
+        images, captions, shards = (counts.get(_split_count(split, field), 0)
+                                    for field in (manifest.SPLIT_IMAGES, manifest.SPLIT_CAPTIONS, manifest.SPLIT_SHARDS))
+        if images:
+            splits[split] = images, captions, shards
+    images_written = sum(images for images, _, _ in splits.values())
+    captions_written = sum(captions for _, captions, _ in splits.values())
     result_counts = {
-        manifest.IMAGES_READ: counts.get('images_read', 0),
+        manifest.IMAGES_READ: counts.get(manifest.IMAGES_READ, 0),
         manifest.IMAGES_WRITTEN: images_written,
-        manifest.IMAGES_FAILED: counts.get('images_failed', 0),
-        manifest.CAPTIONS_READ: counts.get('captions_read', 0),
+        manifest.IMAGES_FAILED: counts.get(manifest.IMAGES_FAILED, 0),
+        manifest.CAPTIONS_READ: counts.get(manifest.CAPTIONS_READ, 0),
         manifest.CAPTIONS_WRITTEN: captions_written,
-        manifest.CAPTIONS_FAILED: counts.get('captions_failed', 0),
-        'dataset_errors': counts.get('dataset_errors', 0),
-        'error_records': counts.get('error_records', 0),
+        manifest.CAPTIONS_FAILED: counts.get(manifest.CAPTIONS_FAILED, 0),
+        manifest.DATASET_ERRORS: counts.get(manifest.DATASET_ERRORS, 0),
+        manifest.ERROR_RECORDS: counts.get(manifest.ERROR_RECORDS, 0),
     }
-    document = {
-        manifest.FORMAT: manifest.FORMAT_VERSION,
-        manifest.JOB: 'preprocess',
-        manifest.VERSION: img2txt.__version__,
-        manifest.INPUTS: {'captions': config.captions, 'images': config.images},
-        manifest.OPTIONS: dataclasses.asdict(config),
-        manifest.COUNTS: result_counts,
-        manifest.STARTED_AT: started.isoformat(),
-        manifest.FINISHED_AT: datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        manifest.DATASET: config.dataset,
-        manifest.ENCODER: encoder.describe(),
-        manifest.FEATURE_DTYPE: config.feature_dtype,
-        manifest.VOCABULARY: {manifest.VOCABULARY_PATH: vocabulary.VOCABULARY_FILE,
-                              manifest.VOCABULARY_SIZE: len(tokens),
-                              manifest.VOCABULARY_MIN_COUNT: config.min_word_count},
-        manifest.SPLITS: splits,
-        manifest.ERRORS: 'errors/errors-*.parquet',
-    }
+    document = manifest.preprocess_manifest(
+        version=img2txt.__version__, inputs={'captions': config.captions, 'images': config.images},
+        options=dataclasses.asdict(config), counts=result_counts, started_at=started.isoformat(),
+        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(), dataset=config.dataset,
+        encoder=encoder.describe(), feature_dtype=config.feature_dtype, vocabulary_size=len(tokens),
+        min_word_count=config.min_word_count, splits=splits)
     _write_text(FileSystems.join(config.output, manifest.FILE_NAME), manifest.dumps(document))
     if result_counts[manifest.IMAGES_READ] != images_written + result_counts[manifest.IMAGES_FAILED]:
         logging.error('image counts do not add up: %s', result_counts)

@@ -15,6 +15,13 @@ MESSAGE = 'message'
 # Where in a pipeline an input failed.
 STAGES = ('read', 'parse', 'decode', 'encode', 'infer', 'write')
 
+# Where preprocess writes its records, under its output: PREPROCESS_DIR/PREPROCESS_PREFIX-SSSSS-of-NNNNN.parquet
+# (Beam's default shard names), matched by PREPROCESS_PATTERN. The caption job's are in schemas.captions.
+PREPROCESS_DIR = 'errors'
+PREPROCESS_PREFIX = 'errors'
+PARQUET_SUFFIX = '.parquet'
+PREPROCESS_PATTERN = f'{PREPROCESS_DIR}/{PREPROCESS_PREFIX}-*{PARQUET_SUFFIX}'
+
 SCHEMA = pa.schema([
     pa.field(STAGE, pa.string(), nullable=False),
     pa.field(INPUT, pa.string(), nullable=False),

@@ -8,6 +8,8 @@ storage dtype, vocabulary and splits). Its fields are the constants below;
 """
 import json
 
+from img2txt.schemas import errors, training_records, vocabulary
+
 FILE_NAME = 'manifest.json'
 FORMAT_VERSION = 1
 
@@ -56,6 +58,9 @@ IMAGES_FAILED = 'images_failed'
 CAPTIONS_READ = 'captions_read'
 CAPTIONS_WRITTEN = 'captions_written'
 CAPTIONS_FAILED = 'captions_failed'
+# Preprocess counts: error records of the caption dataset's reader (a bad line, an empty caption), and of all stages.
+DATASET_ERRORS = 'dataset_errors'
+ERROR_RECORDS = 'error_records'
 
 # Caption runs (schemas.captions): the model, the run and its throughput.
 MODEL = 'model'                  # the export directory captioned with
@@ -91,6 +96,47 @@ def validate(manifest, job):
     if missing:
         raise ValueError(f'{job} manifest lacks {", ".join(missing)}')
     return manifest
+
+
+def preprocess_manifest(*, version, inputs, options, counts, started_at, finished_at, dataset, encoder,
+                        feature_dtype, vocabulary_size, min_word_count, splits):
+    """The manifest of a preprocess output, from its parts.
+
+    The paths in it (vocabulary, shards, error records) are those preprocess
+    writes, relative to its output.
+
+    Args:
+      version: the img2txt version that wrote the output.
+      inputs: what was read, ``{name: path}``.
+      options: the preprocess options, as a dict.
+      counts: ``{count name: n}`` (IMAGES_READ, ..., ERROR_RECORDS).
+      started_at, finished_at: when the run started and finished, ISO 8601.
+      dataset: the caption dataset's format.
+      encoder: ``{ENCODER_NAME, ENCODER_ID, ENCODER_FEATURE_DIM, ...}``, the encoder's description.
+      feature_dtype: how the features are stored ('float32' or 'float16').
+      vocabulary_size: the number of tokens in the vocabulary file, reserved ones included.
+      min_word_count: how often a word had to occur in the train split to be learned.
+      splits: ``{split: (images, captions, shards)}``, what was written of each split.
+    """
+    return {
+        FORMAT: FORMAT_VERSION,
+        JOB: 'preprocess',
+        VERSION: version,
+        INPUTS: inputs,
+        OPTIONS: options,
+        COUNTS: counts,
+        STARTED_AT: started_at,
+        FINISHED_AT: finished_at,
+        DATASET: dataset,
+        ENCODER: encoder,
+        FEATURE_DTYPE: feature_dtype,
+        VOCABULARY: {VOCABULARY_PATH: vocabulary.VOCABULARY_FILE, VOCABULARY_SIZE: vocabulary_size,
+                     VOCABULARY_MIN_COUNT: min_word_count},
+        SPLITS: {split: {SPLIT_IMAGES: images, SPLIT_CAPTIONS: captions, SPLIT_SHARDS: shards,
+                         SPLIT_PATTERN: training_records.shard_pattern(split)}
+                 for split, (images, captions, shards) in splits.items()},
+        ERRORS: errors.PREPROCESS_PATTERN,
+    }
 
 
 def dumps(manifest):

@@ -74,7 +74,7 @@ def train_captioner(encoder, jpegs, steps=150):
     for row, caption in enumerate(CAPTIONS.values()):
         tokens = [vocabulary.START_ID, *(ids[w] for w in caption.split()), vocabulary.END_ID]
         caption_ids[row, :len(tokens)] = tokens
-    input_ids, target_ids, _ = split_caption_ids(caption_ids)
+    input_ids, target_ids = split_caption_ids(caption_ids)
     optimizer = keras.optimizers.Adam(0.01)
 
     @tf.function

@@ -18,7 +18,6 @@ def write_training_data(root, splits, *, feature_dtype='float32', vocab_size=20,
     """
     root.mkdir(parents=True, exist_ok=True)
     feature_dim = len(splits['train'][0][1])
-    split_counts = {}
     for split, images in splits.items():
         (root / split).mkdir(exist_ok=True)
         for shard in range(shards):
@@ -26,22 +25,14 @@ def write_training_data(root, splits, *, feature_dtype='float32', vocab_size=20,
                        for image_id, features, captions in images[shard::shards]]
             (root / training_records.shard_name(split, shard, shards)).write_bytes(
                 b''.join(training_records.frame(r) for r in records))
-        split_counts[split] = {manifest.SPLIT_IMAGES: len(images),
-                               manifest.SPLIT_CAPTIONS: sum(len(c) for _, _, c in images),
-                               manifest.SPLIT_SHARDS: shards, manifest.SPLIT_PATTERN: training_records.shard_pattern(split)}
     words = [f'word{i}' for i in range(vocab_size - vocabulary.NUM_RESERVED)]
     (root / vocabulary.VOCABULARY_FILE).write_text('\n'.join(vocabulary.RESERVED_TOKENS + tuple(words)) + '\n')
-    document = {
-        manifest.FORMAT: manifest.FORMAT_VERSION, manifest.JOB: 'preprocess', manifest.VERSION: '0.1.0',
-        manifest.INPUTS: {}, manifest.OPTIONS: {'encoder_weights': None}, manifest.COUNTS: {},
-        manifest.STARTED_AT: '', manifest.FINISHED_AT: '', manifest.DATASET: 'jsonl',
-        manifest.ENCODER: {manifest.ENCODER_NAME: 'efficientnet_lite0', manifest.ENCODER_ID: 'efficientnet_lite0@test',
-                           manifest.ENCODER_FEATURE_DIM: feature_dim},
-        manifest.FEATURE_DTYPE: feature_dtype,
-        manifest.VOCABULARY: {manifest.VOCABULARY_PATH: vocabulary.VOCABULARY_FILE, manifest.VOCABULARY_SIZE: vocab_size,
-                              manifest.VOCABULARY_MIN_COUNT: 1},
-        manifest.SPLITS: split_counts, manifest.ERRORS: 'errors/errors-*.parquet',
-    }
+    document = manifest.preprocess_manifest(
+        version='0.1.0', inputs={}, options={'encoder_weights': None}, counts={}, started_at='', finished_at='',
+        dataset='jsonl', encoder={manifest.ENCODER_NAME: 'efficientnet_lite0',
+                                  manifest.ENCODER_ID: 'efficientnet_lite0@test', manifest.ENCODER_FEATURE_DIM: feature_dim},
+        feature_dtype=feature_dtype, vocabulary_size=vocab_size, min_word_count=1,
+        splits={split: (len(images), sum(len(c) for _, _, c in images), shards) for split, images in splits.items()})
     (root / manifest.FILE_NAME).write_text(manifest.dumps(document))
     return str(root)
 

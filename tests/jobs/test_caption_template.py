@@ -7,8 +7,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import img2txt
-from img2txt.jobs import caption, cli
-from img2txt.pipelines import beam_options, caption as caption_pipeline, flags
+from img2txt.jobs import caption, cli, flags
+from img2txt.pipelines import beam_options, caption as caption_pipeline
 
 TEMPLATE = os.path.join(os.path.dirname(img2txt.__file__), 'jobs', 'dataflow')
 

@@ -16,7 +16,7 @@ from img2txt.jobs import cli, report
 from img2txt.model import training
 from img2txt.model.config import TrainingConfig
 from img2txt.pipelines import caption
-from img2txt.schemas import captions as schema, evaluation
+from img2txt.schemas import captions as schema, evaluation, training_run
 from training_data import random_images, write_training_data
 
 MALICIOUS = '<img src=x onerror=alert(1)>.jpg'
@@ -270,8 +270,8 @@ def test_errors_runs_evaluation_and_training_sections(page, model_dir, tmp_path)
     assert len(list(dom.find_all('script'))) == 1
 
     chart = dom.by_id('training').find('svg')
-    train = chart.find('polyline', training.TRAIN_LOGS).attrs['points'].split()
-    assert len(train) == 30 // 5 and len(list(chart.find_all('circle', training.VALIDATION_LOGS))) == 30 // 10
+    train = chart.find('polyline', training_run.TRAIN_LOGS).attrs['points'].split()
+    assert len(train) == 30 // 5 and len(list(chart.find_all('circle', training_run.VALIDATION_LOGS))) == 30 // 10
     assert f'validation loss: {model_dir[1].val_loss:.4f} at step 30' in dom.by_id('training').text()
 
 
@@ -288,11 +288,11 @@ def test_screenshot_is_a_styled_page(page, tmp_path):
 def test_loss_curves_are_the_logged_losses(model_dir):
     directory, result = model_dir
     curves = report.loss_curves(directory)
-    assert [step for step, _ in curves[training.TRAIN_LOGS]] == [5, 10, 15, 20, 25, 30]
-    assert [step for step, _ in curves[training.VALIDATION_LOGS]] == [10, 20, 30]
-    assert curves[training.TRAIN_LOGS][-1][1] == pytest.approx(result.train_loss, rel=1e-6)
-    assert curves[training.VALIDATION_LOGS][-1][1] == pytest.approx(result.val_loss, rel=1e-6)
-    assert curves[training.TRAIN_LOGS][-1][1] < curves[training.TRAIN_LOGS][0][1]
+    assert [step for step, _ in curves[training_run.TRAIN_LOGS]] == [5, 10, 15, 20, 25, 30]
+    assert [step for step, _ in curves[training_run.VALIDATION_LOGS]] == [10, 20, 30]
+    assert curves[training_run.TRAIN_LOGS][-1][1] == pytest.approx(result.train_loss, rel=1e-6)
+    assert curves[training_run.VALIDATION_LOGS][-1][1] == pytest.approx(result.val_loss, rel=1e-6)
+    assert curves[training_run.TRAIN_LOGS][-1][1] < curves[training_run.TRAIN_LOGS][0][1]
 
 
 def test_gallery_and_errors_are_capped_newest_run_first(caption_output):

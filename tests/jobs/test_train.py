@@ -13,7 +13,7 @@ import yaml
 
 from img2txt.jobs import cli, vertex
 from img2txt.model import export
-from img2txt.schemas import captioner
+from img2txt.schemas import captioner, training_run
 from training_data import random_images, write_training_data
 
 TINY_FLAGS = ['--embedding-size', '16', '--lstm-units', '16', '--batch-size', '4']
@@ -46,7 +46,7 @@ def test_short_run_exports_a_working_captioner(data, tmp_path, capsys):
     assert 'step 2/4 (epoch 0.67): loss ' in out and 'validation at step 4: loss ' in out
     summary = json.loads(out[out.index('{'):])
     assert summary['step'] == 4 and summary['interrupted_by'] is None and summary['val_loss'] > 0
-    assert summary['export_dir'] == os.path.join(model_dir, 'export', '4')
+    assert summary['export_dir'] == os.path.join(model_dir, training_run.EXPORT_DIR, '4')
     assert open(os.path.join(summary['export_dir'], captioner.MODEL_ID_FILE)).read().strip() == summary['model_id']
 
     loaded = export.load_captioner(summary['export_dir'])
@@ -77,7 +77,7 @@ def test_sigterm_stops_with_a_checkpoint(data, tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not (model_dir / 'checkpoints' / 'checkpoint').exists():
+        while not (model_dir / training_run.CHECKPOINT_DIR / 'checkpoint').exists():
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
             time.sleep(0.05)
         process.send_signal(signal.SIGTERM)
@@ -89,8 +89,9 @@ def test_sigterm_stops_with_a_checkpoint(data, tmp_path):
     step = summary['step']
     assert summary['interrupted_by'] == 'SIGTERM' and step >= 3 and summary['export_dir'] is None
     assert f'stopped by SIGTERM at step {step}' in out
-    assert tf.train.latest_checkpoint(str(model_dir / 'checkpoints')) == str(model_dir / 'checkpoints' / f'ckpt-{step}')
-    assert not (model_dir / 'export').exists()
+    checkpoints = model_dir / training_run.CHECKPOINT_DIR
+    assert tf.train.latest_checkpoint(str(checkpoints)) == str(checkpoints / f'{training_run.CHECKPOINT_PREFIX}-{step}')
+    assert not (model_dir / training_run.EXPORT_DIR).exists()
 
 
 def test_vertex_job_runs_train_on_a_gpu():

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from img2txt.model import beam_search, training
+from img2txt.model import beam_search, distribution, training
 from img2txt.model.config import TrainingConfig
+from img2txt.schemas import manifest, training_run
 from training_data import random_images, write_training_data
 
 TINY = dict(embedding_size=16, lstm_units=16)
@@ -20,12 +21,21 @@ TINY = dict(embedding_size=16, lstm_units=16)
 def scalars(model_dir, split):
     """{tag: {step: value}} of the TensorBoard event files of one split."""
     values = {}
-    for path in glob.glob(os.path.join(model_dir, training.LOG_DIR, split, 'events.out.tfevents.*')):
+    for path in glob.glob(os.path.join(model_dir, training_run.LOG_DIR, split, 'events.out.tfevents.*')):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 assert value.metadata.plugin_data.plugin_name == 'scalars'
                 values.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
     return values
+
+
+def saved_config(model_dir):
+    with open(os.path.join(model_dir, training_run.CONFIG_FILE)) as f:
+        return json.load(f)
+
+
+def checkpoint_dir(model_dir):
+    return os.path.join(model_dir, training_run.CHECKPOINT_DIR)
 
 
 def weights(model):
@@ -83,31 +93,36 @@ def test_progress_tensorboard_and_config(overfit):
     result, model_dir, data, lines, _ = overfit
     assert lines[0].startswith('step 25/100 (epoch 25.00): loss ')
     assert any(line.startswith('validation at step 100: loss ') for line in lines)
-    train = scalars(model_dir, 'train')
-    assert set(train) == {'loss', 'perplexity', 'learning_rate', 'steps_per_second', 'captions_per_second'}
-    assert sorted(train['loss']) == [25, 50, 75, 100]
-    assert train['loss'][100] < train['loss'][25]
-    assert train['perplexity'][100] == pytest.approx(np.exp(train['loss'][100]), rel=1e-5)
-    assert train['learning_rate'][25] == pytest.approx(0.01)
-    val = scalars(model_dir, 'val')
-    assert sorted(val['loss']) == [50, 100]
-    assert val['loss'][100] == pytest.approx(result.val_loss, rel=1e-6)
-    assert val['perplexity'][100] == pytest.approx(result.val_perplexity, rel=1e-5)
+    loss, perplexity = training_run.LOSS, training_run.PERPLEXITY
+    train = scalars(model_dir, training_run.TRAIN_LOGS)
+    assert set(train) == {loss, perplexity, training_run.LEARNING_RATE, training_run.STEPS_PER_SECOND,
+                          training_run.CAPTIONS_PER_SECOND}
+    assert sorted(train[loss]) == [25, 50, 75, 100]
+    assert train[loss][100] < train[loss][25]
+    assert train[perplexity][100] == pytest.approx(np.exp(train[loss][100]), rel=1e-5)
+    assert train[training_run.LEARNING_RATE][25] == pytest.approx(0.01)
+    val = scalars(model_dir, training_run.VALIDATION_LOGS)
+    assert sorted(val[loss]) == [50, 100]
+    assert val[loss][100] == pytest.approx(result.val_loss, rel=1e-6)
+    assert val[perplexity][100] == pytest.approx(result.val_perplexity, rel=1e-5)
 
-    saved = json.loads(open(os.path.join(model_dir, training.CONFIG_FILE)).read())
-    assert saved['model']['vocab_size'] == 20 and saved['model']['feature_dim'] == 16
-    assert saved['model']['lstm_units'] == 64 and saved['training']['optimizer'] == 'adam'
-    assert saved['data'] == data and saved['encoder']['id'] == 'efficientnet_lite0@test'
-    assert saved['precision_policy'] == 'float32' and saved['strategy']['replicas'] == 1
-    assert [os.path.basename(p) for p in sorted(glob.glob(os.path.join(model_dir, 'checkpoints', '*.index')))] == [
-        'ckpt-100.index', 'ckpt-40.index', 'ckpt-80.index']
+    saved = saved_config(model_dir)
+    model, training_config = saved[training_run.MODEL], saved[training_run.TRAINING]
+    assert model['vocab_size'] == 20 and model['feature_dim'] == 16
+    assert model['lstm_units'] == 64 and training_config['optimizer'] == 'adam'
+    assert saved[training_run.DATA] == data
+    assert saved[training_run.ENCODER][manifest.ENCODER_ID] == 'efficientnet_lite0@test'
+    assert saved[training_run.PRECISION_POLICY] == 'float32'
+    assert saved[training_run.STRATEGY][training_run.STRATEGY_REPLICAS] == 1
+    assert [os.path.basename(p) for p in sorted(glob.glob(os.path.join(checkpoint_dir(model_dir), '*.index')))] == [
+        f'{training_run.CHECKPOINT_PREFIX}-{step}.index' for step in (100, 40, 80)]
 
 
 def test_export_gets_the_checkpointed_model(overfit):
     result, model_dir, data, lines, calls = overfit
     [(model, model_config, document, data_dir, export_dir)] = calls
-    assert export_dir == os.path.join(model_dir, 'export', '100') == result.export_dir
-    assert data_dir == data and document['encoder']['name'] == 'efficientnet_lite0'
+    assert export_dir == os.path.join(model_dir, training_run.EXPORT_DIR, '100') == result.export_dir
+    assert data_dir == data and document[manifest.ENCODER][manifest.ENCODER_NAME] == 'efficientnet_lite0'
     assert model is not result.model and model.dtype_policy.name == 'float32'
     for restored, trained in zip(weights(model), weights(result.model)):
         np.testing.assert_array_equal(restored, trained)
@@ -130,18 +145,18 @@ def test_resumed_run_continues_the_schedule_and_ends_like_an_uninterrupted_one(r
     interrupted = str(tmp_path / 'interrupted')
     first = training.train(resumable, interrupted, TINY, TrainingConfig(max_steps=5, **RESUME_CONFIG))
     assert (first.step, first.start_step) == (5, 0)
-    assert tf.train.latest_checkpoint(os.path.join(interrupted, 'checkpoints')).endswith('ckpt-5')
+    assert tf.train.latest_checkpoint(checkpoint_dir(interrupted)).endswith(f'{training_run.CHECKPOINT_PREFIX}-5')
     lines = []
     resumed = training.train(resumable, interrupted, TINY, TrainingConfig(max_steps=9, **RESUME_CONFIG),
                              log=lines.append)
     assert (resumed.step, resumed.start_step) == (9, 5)
     assert lines[0].startswith('resuming from step 5 (')
-    rates = scalars(interrupted, 'train')['learning_rate']
+    rates = scalars(interrupted, training_run.TRAIN_LOGS)[training_run.LEARNING_RATE]
     assert sorted(rates) == list(range(1, 10))
     for step, rate in rates.items():  # The rate for the step after `step`.
         assert rate == pytest.approx(2.0 * 0.5 ** (step // 2)), step
-    assert [e[2] for e in exports] == [os.path.join(interrupted, 'export', '5'),
-                                       os.path.join(interrupted, 'export', '9')]
+    assert [e[2] for e in exports] == [os.path.join(interrupted, training_run.EXPORT_DIR, '5'),
+                                       os.path.join(interrupted, training_run.EXPORT_DIR, '9')]
 
     straight = training.train(resumable, str(tmp_path / 'straight'), TINY, TrainingConfig(max_steps=9, **RESUME_CONFIG))
     # Same data, same dropout masks, same updates: bit for bit on a CPU.
@@ -150,8 +165,8 @@ def test_resumed_run_continues_the_schedule_and_ends_like_an_uninterrupted_one(r
 
     mirrored = training.train(resumable, str(tmp_path / 'mirrored'), TINY, TrainingConfig(max_steps=9, **RESUME_CONFIG),
                               strategy='mirrored')
-    saved = json.loads(open(os.path.join(tmp_path, 'mirrored', training.CONFIG_FILE)).read())
-    assert saved['strategy'] == {'name': 'MirroredStrategy', 'replicas': 1}
+    assert saved_config(tmp_path / 'mirrored')[training_run.STRATEGY] == {
+        training_run.STRATEGY_NAME: 'MirroredStrategy', training_run.STRATEGY_REPLICAS: 1}
     assert mirrored.train_loss == pytest.approx(straight.train_loss, rel=1e-5)
     for a, b in zip(weights(mirrored.model), weights(straight.model)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -174,7 +189,7 @@ def test_refuses_to_resume_another_model(resumable, tmp_path, exports):
 @pytest.mark.parametrize('policy', ['mixed_bfloat16', 'mixed_float16'])
 def test_mixed_precision(resumable, tmp_path, exports, monkeypatch, policy):
     # Without a GPU train picks bfloat16; float16 with loss scaling (the GPU choice) also runs on a CPU.
-    monkeypatch.setattr(training, 'precision_policy', lambda mixed_precision: policy)
+    monkeypatch.setattr(distribution, 'precision_policy', lambda mixed_precision: policy)
     result = training.train(resumable, str(tmp_path / 'model'), TINY, TrainingConfig(max_steps=4, **RESUME_CONFIG),
                             mixed_precision=True)
     assert result.model.lstm.compute_dtype == policy.split('_')[1]
@@ -182,8 +197,7 @@ def test_mixed_precision(resumable, tmp_path, exports, monkeypatch, policy):
     assert np.isfinite(result.train_loss)
     [(exported, _, _)] = exports
     assert exported.lstm.compute_dtype == 'float32'
-    saved = json.loads(open(os.path.join(tmp_path, 'model', training.CONFIG_FILE)).read())
-    assert saved['precision_policy'] == policy
+    assert saved_config(tmp_path / 'model')[training_run.PRECISION_POLICY] == policy
 
 
 # Two logical CPUs must be configured before TensorFlow starts, so this runs in a fresh process.
@@ -199,13 +213,15 @@ _TWO_REPLICAS = textwrap.dedent('''
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from img2txt.model import training
     from img2txt.model.config import TrainingConfig
+    from img2txt.schemas import training_run
     data, model_dir = sys.argv[1:]
     options = dict(embedding_size=16, lstm_units=16, lstm_dropout_keep_prob=1.0)
     for clip in (0.0, 0.01):
         config = TrainingConfig(batch_size=5, max_steps=3, clip_gradients=clip, learning_rate=1.0, seed=3)
         one = training.train(data, f'{model_dir}/one{clip}', options, config, strategy='default', export=False)
         two = training.train(data, f'{model_dir}/two{clip}', options, config, strategy='mirrored', export=False)
-        assert json.load(open(f'{model_dir}/two{clip}/config.json'))['strategy']['replicas'] == 2
+        saved = json.load(open(f'{model_dir}/two{clip}/{training_run.CONFIG_FILE}'))
+        assert saved[training_run.STRATEGY][training_run.STRATEGY_REPLICAS] == 2
         for a, b in zip(one.model.weights, two.model.weights):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
     print('same weights')

@@ -9,7 +9,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 import img2txt
-from img2txt.pipelines.beam_options import LOCAL_RUNNER, pipeline_options
+from img2txt.pipelines.beam_options import is_dry_run, is_local, pipeline_options
 from dataflow_flags import DATAFLOW_DRY_RUN
 
 SETUP_PY = os.path.join(os.path.dirname(img2txt.__file__), 'setup.py')
@@ -23,10 +23,11 @@ def prism_attempts(monkeypatch):
     return calls
 
 
-def test_defaults_to_the_in_process_runner_without_save_main_session():
+def test_defaults_run_locally_without_save_main_session_and_change_nothing_else():
     options = pipeline_options([])
-    assert options.get_all_options(drop_default=True) == {'runner': 'FnApiRunner', 'save_main_session': False}
-    assert LOCAL_RUNNER == 'FnApiRunner'
+    assert is_local(options) and not is_dry_run(options)
+    assert options.view_as(SetupOptions).save_main_session is False
+    assert set(options.get_all_options(drop_default=True)) == {'runner', 'save_main_session'}
 
 
 def test_passes_user_flags_through():
@@ -72,7 +73,17 @@ def test_default_runner_runs_without_prism(prism_attempts):
     with beam.Pipeline(options=pipeline_options([])) as p:
         assert_that(p | beam.Create(range(10)) | beam.Map(lambda x: x * x) | beam.CombineGlobally(sum),
                     equal_to([285]))
-    assert type(p.runner).__name__ == LOCAL_RUNNER
+    assert prism_attempts == []
+
+
+def test_default_runner_takes_the_direct_runners_parallelism_flags(prism_attempts):
+    with beam.Pipeline(options=pipeline_options(['--direct_running_mode=multi_processing',
+                                                 '--direct_num_workers=2'])) as p:
+        pids = (p
+                | beam.Create(range(4))
+                | beam.Map(lambda _: os.getpid())
+                | beam.Filter(lambda pid, parent: pid != parent, os.getpid()))
+        assert_that(pids | beam.combiners.Count.Globally(), equal_to([4]))
     assert prism_attempts == []
 
 
@@ -80,7 +91,6 @@ def test_test_pipeline_runs_without_prism(prism_attempts):
     with TestPipeline() as p:
         assert_that(p | beam.Create(['a', 'b', 'a']) | beam.combiners.Count.PerElement(),
                     equal_to([('a', 2), ('b', 1)]))
-    assert type(p.runner).__name__ == LOCAL_RUNNER
     assert prism_attempts == []
 
 

@@ -68,12 +68,14 @@ def read_split(output, split, feature_dim, dtype='float32'):
 def test_counts_add_up_and_failures_are_named(local_run):
     config, result = local_run
     assert result[manifest.COUNTS] == {
-        'images_read': 15, 'images_written': 13, 'images_failed': 2,
-        'captions_read': 30, 'captions_written': 28, 'captions_failed': 2,
-        'dataset_errors': 1, 'error_records': 3}
-    assert {s: v['images'] for s, v in result[manifest.SPLITS].items()} == {'train': 10, 'val': 2, 'test': 1}
+        manifest.IMAGES_READ: 15, manifest.IMAGES_WRITTEN: 13, manifest.IMAGES_FAILED: 2,
+        manifest.CAPTIONS_READ: 30, manifest.CAPTIONS_WRITTEN: 28, manifest.CAPTIONS_FAILED: 2,
+        manifest.DATASET_ERRORS: 1, manifest.ERROR_RECORDS: 3}
+    assert {s: (v[manifest.SPLIT_IMAGES], v[manifest.SPLIT_CAPTIONS], v[manifest.SPLIT_SHARDS])
+            for s, v in result[manifest.SPLITS].items()} == {'train': (10, 20, 1), 'val': (2, 6, 1), 'test': (1, 2, 1)}
     assert result[manifest.ENCODER][manifest.ENCODER_FEATURE_DIM] == 1280
-    errors = pq.read_table(glob.glob(os.path.join(config.output, 'errors', '*.parquet'))).to_pylist()
+    [errors_file] = glob.glob(os.path.join(config.output, result[manifest.ERRORS]))
+    errors = pq.read_table(errors_file).to_pylist()
     assert sorted((e['stage'], os.path.basename(e['input']), e['error_type']) for e in errors) == [
         ('decode', 'corrupt.jpg', 'CorruptImageError'),
         ('parse', 'corrupt.jpg#1', 'EmptyCaptionError'),

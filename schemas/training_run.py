@@ -1,0 +1,43 @@
+"""The model dir: everything a training run writes, under one folder (local or gs://).
+
+  config.json               CONFIG_FILE: what the run was asked to do, on which data (fields below)
+  checkpoints/ckpt-STEP     CHECKPOINT_DIR, CHECKPOINT_PREFIX: model, optimizer (whose iterations are
+                            the global step) and data position
+  logs/train/, logs/val/    LOG_DIR, TRAIN_LOGS, VALIDATION_LOGS: TensorBoard scalars (tags below)
+  export/STEP/              EXPORT_DIR: the exported captioner (schemas.captioner)
+
+``model.training`` writes it; a later run on the same dir resumes from it,
+and the report job reads the loss curves back.
+"""
+
+CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = 'checkpoints'
+CHECKPOINT_PREFIX = 'ckpt'
+LOG_DIR = 'logs'
+EXPORT_DIR = 'export'
+
+# TensorBoard runs under LOG_DIR, one folder each.
+TRAIN_LOGS = 'train'
+VALIDATION_LOGS = 'val'
+
+# Scalar tags. Both runs log LOSS (mean loss per token) and PERPLEXITY; the
+# train run also logs the learning rate and its throughput.
+LOSS = 'loss'
+PERPLEXITY = 'perplexity'
+LEARNING_RATE = 'learning_rate'
+STEPS_PER_SECOND = 'steps_per_second'
+CAPTIONS_PER_SECOND = 'captions_per_second'
+
+# Fields of config.json.
+MODEL = 'model'                      # ModelConfig.to_dict()
+TRAINING = 'training'                # TrainingConfig.to_dict()
+DATA = 'data'                        # the preprocess output trained on
+ENCODER = 'encoder'                  # the data's encoder: {manifest.ENCODER_NAME, manifest.ENCODER_ID}
+VOCABULARY_SIZE = 'vocabulary_size'
+STRATEGY = 'strategy'                # {STRATEGY_NAME, STRATEGY_REPLICAS}
+PRECISION_POLICY = 'precision_policy'  # the Keras dtype policy: 'float32', 'mixed_float16' or 'mixed_bfloat16'
+VERSION = 'img2txt_version'
+
+# Fields of the STRATEGY entry: the tf.distribute strategy's class name and its replica count.
+STRATEGY_NAME = 'name'
+STRATEGY_REPLICAS = 'replicas'
