@@ -21,7 +21,7 @@ $(INSTALLED): setup.py
 # The report's tests render it in headless Chromium: Debian's package, so
 # nothing downloads a browser (CI runs make test as root on a fresh machine).
 chromium:
-	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 test: $(INSTALLED) chromium
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) -q $(PYTEST_ARGS)
