@@ -199,3 +199,11 @@ def gcs_bucket(gcs):
     name = f'img2txt-{uuid.uuid4().hex[:16]}'
     gcs.bucket(name)
     return name
+
+
+@pytest.fixture(scope='session')
+def small_captioner(tmp_path_factory, hermetic_environment):
+    """(export_dir, model_id): ``captioner_data``'s small captioner, trained and exported once per test process."""
+    from captioner_data import train_and_export
+    export_dir = str(tmp_path_factory.mktemp('small-captioner') / 'export')
+    return export_dir, train_and_export(export_dir)

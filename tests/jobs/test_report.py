@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageStat
 
-from captioner_data import CAPTIONS, encoded, photo, train_and_export
+from captioner_data import CAPTIONS, encoded, photo
 from img2txt.jobs import cli, report
 from img2txt.model import training
 from img2txt.model.config import TrainingConfig
@@ -36,11 +36,10 @@ PAGE_BACKGROUND = (0xf6, 0xf7, 0xf9)
 
 
 @pytest.fixture(scope='module')
-def caption_output(tmp_path_factory):
+def caption_output(tmp_path_factory, small_captioner):
     """A caption output folder of two real runs of the caption pipeline, and its rows by file name."""
     root = tmp_path_factory.mktemp('report')
-    export_dir = str(root / 'model' / 'export')
-    train_and_export(export_dir)
+    export_dir, _ = small_captioner
     output = root / 'captioned'
     for run_id, photos in RUNS.items():
         folder = root / run_id

@@ -13,7 +13,7 @@ import tensorflow as tf
 from apache_beam.metrics.metric import MetricsFilter
 from PIL import Image
 
-from captioner_data import CAPTIONS, encoded, photo, png_declaring, train_and_export
+from captioner_data import CAPTIONS, encoded, photo, png_declaring
 from dataflow_flags import DATAFLOW_DRY_RUN
 from img2txt.jobs import cli
 from img2txt.model import export
@@ -63,10 +63,9 @@ def write_photos(folder):
 
 
 @pytest.fixture(scope='module')
-def model(tmp_path_factory):
+def model(small_captioner):
     """(export_dir, model_id) of a small captioner trained on the four photos."""
-    export_dir = str(tmp_path_factory.mktemp('model') / 'export')
-    return export_dir, train_and_export(export_dir)
+    return small_captioner
 
 
 @pytest.fixture(scope='module')

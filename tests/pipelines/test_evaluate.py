@@ -5,7 +5,7 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from captioner_data import CAPTIONS, encoded, photo, train_and_export
+from captioner_data import CAPTIONS, encoded, photo
 from img2txt.jobs import cli
 from img2txt.model import evaluation
 from img2txt.pipelines import evaluate, preprocess
@@ -18,9 +18,9 @@ MENTIONS = {'coffee': ['cup of coffee'], 'rocket': ['red rocket'], 'chelsea': ['
 
 
 @pytest.fixture(scope='module')
-def model(tmp_path_factory):
-    export_dir = str(tmp_path_factory.mktemp('model') / 'export')
-    return export_dir, train_and_export(export_dir)
+def model(small_captioner):
+    """(export_dir, model_id) of a small captioner trained on the four photos."""
+    return small_captioner
 
 
 @pytest.fixture(scope='module')
