@@ -107,8 +107,11 @@ def beam_search(model, features, beam_size, max_length, length_normalization=0.0
       model: an object with ``initial_state(features) -> state`` and
         ``step(token_ids [N], state) -> (log_probs [N, V], state)``, where
         state is a nest of tensors whose first dimension is N
-        (``ShowAndTell``). ``V`` must be known when tracing.
-      features: float image features ``[B, D]``; B may be dynamic.
+        (``ShowAndTell``, ``ShowAttendAndTell``). ``V`` must be known when
+        tracing.
+      features: float image features of any rank, as the model's
+        ``initial_state`` takes them: ``[B, D]`` pooled vectors, ``[B, L, D]``
+        grids; B may be dynamic.
       beam_size: hypotheses kept per image (Python int >= 1).
       max_length: most words per caption (Python int >= 1).
       length_normalization: alpha of ``length_penalty`` (float >= 0).

@@ -1,9 +1,11 @@
-"""Configuration of the Show-and-Tell model and of its training.
+"""Configuration of the caption models and of their training.
 
-Two plain dataclasses, as im2txt's ``configuration.py``: one for the model
-(what a checkpoint needs to be rebuilt and decoded) and one for training.
+Plain dataclasses, as im2txt's ``configuration.py``: one per model (what a
+checkpoint needs to be rebuilt and decoded: ``ModelConfig`` for Show and Tell,
+``AttentionConfig`` for the soft-attention decoder, sharing the fields both
+have) and one for training.
 Defaults are im2txt's where they apply. Each field's ``help`` documents it and
-is the text of its command-line flag (``jobs.flags``). Both round-trip
+is the text of its command-line flag (``jobs.flags``). Each round-trips
 through JSON with ``to_dict``/``from_dict`` so a run can save them next to its
 checkpoints.
 """
@@ -59,14 +61,19 @@ def _check(condition, message):
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig(_Dictable):
-    """Sizes and decoding options of the Show-and-Tell model."""
+class _DecoderConfig(_Dictable):
+    """The sizes and decoding options every caption decoder has, under one name each.
+
+    Declared once, so that a field (and its command-line flag, ``jobs.flags``)
+    means the same for either decoder.
+    """
 
     vocab_size: int = _field(help='number of token ids, reserved tokens included: the length of the vocabulary '
                                   'file the training data was built with')
-    feature_dim: int = _field(help="length of the image feature vectors the encoder produces (1280 for "
-                                   "EfficientNet-Lite0's pooled features)")
-    embedding_size: int = _field(512, help='size of the image and word embeddings fed to the LSTM')
+    feature_dim: int = _field(help="length of the image feature vectors the encoder produces, one per image or "
+                                   "(attention) one per grid cell: 1280 for EfficientNet-Lite0")
+    embedding_size: int = _field(512, help='size of the word embeddings fed to the LSTM (Show and Tell: and of '
+                                           'the image embedding; attention: and of the deep output layer)')
     lstm_units: int = _field(512, help='units in the LSTM: the size of its output and of each of its two states')
     # im2txt's name and meaning; the Keras dropout rate is 1 - this.
     lstm_dropout_keep_prob: float = _field(0.7, help="probability of keeping a unit in the dropout on the LSTM's "
@@ -91,6 +98,40 @@ class ModelConfig(_Dictable):
         _check(self.initializer_scale > 0, f'initializer_scale must be positive, got {self.initializer_scale}')
         _check(self.length_normalization >= 0,
                f'length_normalization must be >= 0, got {self.length_normalization}')
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_DecoderConfig):
+    """Sizes and decoding options of the Show-and-Tell model (``model.show_and_tell``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionConfig(_DecoderConfig):
+    """Sizes and options of the soft-attention decoder (``model.attention``).
+
+    The options of Show, Attend and Tell (Xu et al. 2015), its gate and its
+    doubly stochastic penalty with lambda 1, are on by default.
+    """
+
+    attention_units: int = _field(512, help='size of the hidden layer of the additive attention that scores each '
+                                            'grid cell against the LSTM state')
+    # Lite0's last feature map at 224x224 input is 7x7.
+    grid_cells: int = _field(49, help="number of grid cells (height x width of the encoder's feature map) each "
+                                      'image has a feature vector for')
+    gate: bool = _field(True, help='scale the attended context by a gate sigmoid(w . h) learned from the LSTM '
+                                   'state, as the paper does')
+    doubly_stochastic_weight: float = _field(1.0, help='lambda of the doubly stochastic attention penalty '
+                                                       'lambda * sum over cells of (1 - attention summed over '
+                                                       'the caption) ** 2, added to the loss; 0 disables it')
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ('attention_units', 'grid_cells'):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value > 0, f'{name} must be a positive integer, got {value!r}')
+        _check(isinstance(self.gate, bool), f'gate must be a bool, got {self.gate!r}')
+        _check(self.doubly_stochastic_weight >= 0,
+               f'doubly_stochastic_weight must be >= 0, got {self.doubly_stochastic_weight}')
 
 
 @dataclasses.dataclass(frozen=True)

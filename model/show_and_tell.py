@@ -17,6 +17,8 @@ Captions are id sequences ``[START, w1 .. wn, END, PAD ...]``: the model reads
 ``[START, w1 .. wn]`` and is trained to predict ``[w1 .. wn, END]``
 (``split_caption_ids``).
 """
+import functools
+
 import keras
 import tensorflow as tf
 
@@ -41,17 +43,18 @@ class ShowAndTell(keras.Model):
         super().__init__(name=name, **kwargs)
         self.config = config
         dropout_rate = 1.0 - config.lstm_dropout_keep_prob
+        initializer = functools.partial(uniform_initializer, config.initializer_scale)
 
         # Image embedding: a linear map (no bias, no activation, as im2txt)
         # from the encoder's feature vector to the LSTM's input size.
         # [B, feature_dim] -> [B, embedding_size].
         self.image_embedding = keras.layers.Dense(
-            config.embedding_size, use_bias=False, kernel_initializer=self._initializer(),
+            config.embedding_size, use_bias=False, kernel_initializer=initializer(),
             name='image_embedding')
         # Word embedding: one learned vector per token id.
         # [B, T] int -> [B, T, embedding_size].
         self.word_embedding = keras.layers.Embedding(
-            config.vocab_size, config.embedding_size, embeddings_initializer=self._initializer(),
+            config.vocab_size, config.embedding_size, embeddings_initializer=initializer(),
             name='word_embedding')
         # im2txt wraps the cell in dropout on its inputs and outputs, never on
         # the recurrent state; the layers below do the same around the LSTM.
@@ -62,23 +65,17 @@ class ShowAndTell(keras.Model):
         # runs as one fused cuDNN kernel with the same arithmetic.
         # [B, T + 1, embedding_size] -> [B, T + 1, lstm_units].
         self.lstm = keras.layers.LSTM(
-            config.lstm_units, return_sequences=True, kernel_initializer=self._initializer(),
-            recurrent_initializer=self._initializer(), name='lstm')
+            config.lstm_units, return_sequences=True, kernel_initializer=initializer(),
+            recurrent_initializer=initializer(), name='lstm')
         # Logits over the vocabulary. [..., lstm_units] -> [..., vocab_size].
         self.logits = keras.layers.Dense(
-            config.vocab_size, kernel_initializer=self._initializer(), name='logits')
+            config.vocab_size, kernel_initializer=initializer(), name='logits')
 
         self.image_embedding.build((None, config.feature_dim))
         self.word_embedding.build((None, None))
         self.lstm.build((None, None, config.embedding_size))
         self.logits.build((None, config.lstm_units))
         self.built = True
-
-    def _initializer(self):
-        # A new instance per weight: one unseeded Keras initializer reused for
-        # several weights draws the same values for each.
-        scale = self.config.initializer_scale
-        return keras.initializers.RandomUniform(-scale, scale)
 
     def call(self, inputs, training=False):
         """Teacher-forced forward pass over whole captions.
@@ -134,6 +131,15 @@ class ShowAndTell(keras.Model):
         embeddings = self.word_embedding(token_ids)
         outputs, (h, c) = self.lstm.cell(embeddings, list(state), training=False)
         return tf.nn.log_softmax(self.logits(outputs)), (h, c)
+
+
+def uniform_initializer(scale):
+    """A new initializer drawing uniformly from ``[-scale, scale]``; call it once per weight.
+
+    One unseeded Keras initializer reused for several weights draws the same
+    values for each.
+    """
+    return keras.initializers.RandomUniform(-scale, scale)
 
 
 def split_caption_ids(caption_ids):

@@ -1,4 +1,8 @@
-"""Tests of batched beam search against exhaustive search, greedy decoding and itself."""
+"""Tests of batched beam search against exhaustive search, greedy decoding and itself.
+
+The ``assert_*`` checks take any step-wise model and its features, so the
+attention decoder's tests (test_attention.py) run the same ones.
+"""
 import itertools
 
 import keras
@@ -44,19 +48,21 @@ def captions(result, image):
     return [(list(ids[:n]), int(n), float(lp)) for ids, n, lp in zip(token_ids, lengths, log_probs)]
 
 
-@pytest.mark.parametrize('alpha', [0.0, 0.7])
-def test_wide_beam_equals_exhaustive_search(alpha):
-    # Vocabulary: the 4 reserved tokens and 2 words; UNK counts as a word.
-    # 27 = 3 ** 3 keeps every prefix of 3 words alive, so the search is exact.
-    vocab_size, max_length, beam_size = 6, 4, 27
-    model = tiny_model(vocab_size)
-    features = random_features(2)
+def assert_wide_beam_is_exhaustive(model, features, alpha):
+    """Beam search with a beam as wide as every candidate finds the exhaustive ranking.
+
+    The model's vocabulary must be the 4 reserved tokens and 2 words; UNK
+    counts as a word, and 27 = 3 ** 3 keeps every prefix of 3 words alive,
+    so the search is exact.
+    """
+    max_length, beam_size = 4, 27
+    words = [UNK_ID] + list(range(len(RESERVED_TOKENS), model.config.vocab_size))
+    assert len(words) ** (max_length - 1) == beam_size
     result = beam_search(model, features, beam_size, max_length, length_normalization=alpha)
 
-    words = [UNK_ID, 4, 5]
     sequences = [list(s) for n in range(1, max_length + 1) for s in itertools.product(words, repeat=n)]
     lengths = np.array([len(s) for s in sequences])
-    for image in range(2):
+    for image in range(len(features)):
         log_probs = teacher_forced_log_probs(model, features[image], sequences, max_length)
         scores = log_probs / length_penalty(lengths, alpha).numpy()
         order = np.argsort(-scores, kind='stable')[:beam_size]
@@ -68,6 +74,11 @@ def test_wide_beam_equals_exhaustive_search(alpha):
         assert [f[0] for f in found] == [sequences[i] for i in order]
         assert [f[1] for f in found] == list(lengths[order])
         np.testing.assert_allclose([f[2] for f in found], log_probs[order], rtol=1e-5)
+
+
+@pytest.mark.parametrize('alpha', [0.0, 0.7])
+def test_wide_beam_equals_exhaustive_search(alpha):
+    assert_wide_beam_is_exhaustive(tiny_model(vocab_size=6), random_features(2), alpha)
 
 
 def greedy_decode(model, features, max_length):
@@ -88,29 +99,36 @@ def greedy_decode(model, features, max_length):
     return words, total
 
 
-def test_beam_of_one_is_greedy_decoding():
-    model = tiny_model(vocab_size=20)
-    features = random_features(6, seed=1)
-    result = beam_search(model, features, beam_size=1, max_length=8)
+def assert_beam_of_one_is_greedy(model, features, max_length=8):
+    """Beam 1 finds each image's argmax caption; some end early and some at max_length."""
+    result = beam_search(model, features, beam_size=1, max_length=max_length)
     lengths = []
-    for image in range(6):
+    for image in range(len(features)):
         [(words, length, log_prob)] = captions(result, image)
-        expected_words, expected_log_prob = greedy_decode(model, features[image], 8)
+        expected_words, expected_log_prob = greedy_decode(model, features[image], max_length)
         assert words == expected_words and length == len(expected_words)
         assert log_prob == pytest.approx(expected_log_prob, rel=1e-5)
         lengths.append(length)
-    assert min(lengths) < 8 and max(lengths) == 8, 'the fixture should have captions ending early and at max length'
+    assert min(lengths) < max_length and max(lengths) == max_length, \
+        'the fixture should have captions ending early and at max length'
 
 
-def test_batch_equals_one_image_at_a_time():
-    model = tiny_model(vocab_size=20)
-    features = random_features(5, seed=2)
+def assert_batch_equals_one_image_at_a_time(model, features):
+    """Each image's beam search result does not depend on the images beside it."""
     batched = beam_search(model, features, beam_size=3, max_length=8, length_normalization=0.5)
-    for image in range(5):
+    for image in range(len(features)):
         single = beam_search(model, features[image:image + 1], beam_size=3, max_length=8, length_normalization=0.5)
         np.testing.assert_array_equal(batched.token_ids[image], single.token_ids[0])
         np.testing.assert_array_equal(batched.lengths[image], single.lengths[0])
         np.testing.assert_allclose(batched.log_probs[image], single.log_probs[0], rtol=1e-5)
+
+
+def test_beam_of_one_is_greedy_decoding():
+    assert_beam_of_one_is_greedy(tiny_model(vocab_size=20), random_features(6, seed=1))
+
+
+def test_batch_equals_one_image_at_a_time():
+    assert_batch_equals_one_image_at_a_time(tiny_model(vocab_size=20), random_features(5, seed=2))
 
 
 def test_captions_are_well_formed_and_ranked():
@@ -154,14 +172,13 @@ def test_top_k_and_argument_checks():
         beam_search(model, features, beam_size=3, max_length=5, length_normalization=-0.5)
 
 
-def test_runs_in_exported_function_with_dynamic_batch(tmp_path):
-    model = tiny_model(vocab_size=20)
+def assert_runs_in_exported_function_with_dynamic_batch(model, batches, export_dir):
+    """Beam search in a SavedModel signature with a dynamic batch: one trace, eager results, also reloaded."""
     module = tf.Module()
     module.model = model
     module.caption = tf.function(
         lambda features: beam_search(model, features, beam_size=3, max_length=7)._asdict(),
-        input_signature=[tf.TensorSpec([None, FEATURE_DIM], tf.float32)])
-    batches = [random_features(batch, seed=batch) for batch in (5, 2)]
+        input_signature=[tf.TensorSpec((None,) + batches[0].shape[1:], tf.float32)])
     expected = [beam_search(model, features, beam_size=3, max_length=7) for features in batches]
 
     def check(caption):
@@ -173,9 +190,14 @@ def test_runs_in_exported_function_with_dynamic_batch(tmp_path):
 
     check(module.caption)
     assert module.caption.experimental_get_tracing_count() == 1
-    tf.saved_model.save(module, str(tmp_path / 'export'))
-    loaded = tf.saved_model.load(str(tmp_path / 'export'))
+    tf.saved_model.save(module, str(export_dir))
+    loaded = tf.saved_model.load(str(export_dir))
     check(loaded.caption)
+
+
+def test_runs_in_exported_function_with_dynamic_batch(tmp_path):
+    assert_runs_in_exported_function_with_dynamic_batch(
+        tiny_model(vocab_size=20), [random_features(batch, seed=batch) for batch in (5, 2)], tmp_path / 'export')
 
 
 @pytest.mark.parametrize('shape, k', [((7, 1000), 3), ((7, 1000), 1), ((2, 3, 700), 5), ((4, 200), 2)])
