@@ -138,7 +138,8 @@ def build(variant=LITE0):
     Returns:
       A ``keras.Model`` named ``variant.name`` from RGB pixels ``[B, S, S, 3]``
       in [0, 255] (uint8 or float; S is ``variant.resolution``) to a dict:
-      ``features`` ``[B, 1280]`` (global average pool of the head) and
+      ``spatial`` ``[B, S/32, S/32, 1280]`` (the head's feature map, rounded up),
+      ``features`` ``[B, 1280]`` (its global average pool) and
       ``logits`` ``[B, 1000]`` (ImageNet classes).
     """
     size = variant.resolution
@@ -154,7 +155,7 @@ def build(variant=LITE0):
     x = _conv(x, FEATURE_DIM, 1, 1, 'conv_head')
     features = keras.layers.GlobalAveragePooling2D(name='avg_pool')(x)
     logits = keras.layers.Dense(NUM_CLASSES, name='fc')(features)
-    return keras.Model(pixels, {'features': features, 'logits': logits}, name=variant.name)
+    return keras.Model(pixels, {'spatial': x, 'features': features, 'logits': logits}, name=variant.name)
 
 
 # The batch norm after each PyTorch convolution, by the convolution's module name.

@@ -1,10 +1,11 @@
 """Image encoders by name: a pretrained CNN that turns pixels into a feature vector.
 
 Every encoder is a Keras model from RGB pixel values in [0, 255], shape
-``[B, S, S, 3]`` (uint8 or float), to a dict with ``features`` ``[B, D]``
-(global average pool of the last convolution) and, when its weights include
-the ImageNet classifier, ``logits`` ``[B, 1000]``. Pixel scaling is the
-model's first layer; the crop it expects is its ``input_spec``.
+``[B, S, S, 3]`` (uint8 or float), to a dict with ``spatial`` ``[B, H, W, D]``
+(the last convolutional feature map, before pooling), ``features`` ``[B, D]``
+(its global average pool) and, when its weights include the ImageNet
+classifier, ``logits`` ``[B, 1000]``. Pixel scaling is the model's first
+layer; the crop it expects is its ``input_spec``.
 
 ``efficientnet_lite0`` (the default), ``efficientnet_lite1`` and
 ``efficientnet_lite2`` read the ImageNet weights shipped in the
@@ -131,16 +132,22 @@ class Encoder:
         self.batch_size = batch_size
         self.has_head = 'logits' in model.output
         self.feature_dim = int(model.output['features'].shape[-1])
+        # (H, W, C) of the map the features pool: where an attention decoder looks.
+        self.spatial_shape = tuple(int(d) for d in model.output['spatial'].shape[1:])
         features_model = keras.Model(model.input, model.output['features'])
+        # One network, two outputs: the map and its pool come from the same pass.
+        spatial_model = keras.Model(model.input, (model.output['features'], model.output['spatial']))
         # tf.function avoids model.predict's per-call setup. Calls always have
         # the shape [batch_size, S, S, 3], so each traces once per pixel dtype.
         self._features = tf.function(lambda x: features_model(x, training=False), autograph=False)
+        self._features_and_spatial = tf.function(lambda x: spatial_model(x, training=False), autograph=False)
         self._logits = tf.function(lambda x: model(x, training=False)['logits'], autograph=False)
 
     def describe(self):
         """The encoder as manifests and exports record it (``schemas.manifest.ENCODER``)."""
         return {manifest.ENCODER_NAME: self.name, manifest.ENCODER_ID: self.id,
                 manifest.ENCODER_FEATURE_DIM: self.feature_dim,
+                manifest.ENCODER_SPATIAL_SHAPE: list(self.spatial_shape),
                 manifest.ENCODER_INPUT_SPEC: dataclasses.asdict(self.input_spec)}
 
     def __repr__(self):
@@ -154,15 +161,19 @@ class Encoder:
         return images if images.dtype == np.uint8 else images.astype(np.float32, copy=False)
 
     def _fixed_batches(self, function, images):
-        """Runs ``function`` on ``batch_size`` images at a time, padding the last batch with black images."""
+        """Runs ``function`` on ``batch_size`` images at a time, padding the last batch with black images.
+
+        ``function`` returns a tensor or a tuple of tensors, each with a row per
+        image; the result has the same structure, as NumPy arrays of ``len(images)`` rows.
+        """
         images = self._pixels(images)
         count = len(images)
         padding = -count % self.batch_size
         if count == 0 or padding:
             images = np.concatenate([images, np.zeros((padding or self.batch_size, *images.shape[1:]), images.dtype)])
-        outputs = [function(images[start:start + self.batch_size]).numpy()
+        outputs = [tf.nest.map_structure(lambda tensor: tensor.numpy(), function(images[start:start + self.batch_size]))
                    for start in range(0, len(images), self.batch_size)]
-        return np.concatenate(outputs)[:count]
+        return tf.nest.map_structure(lambda *parts: np.concatenate(parts)[:count], *outputs)
 
     def features(self, images):
         """Feature vectors, float32 ``[B, feature_dim]``, for RGB pixels ``[B, S, S, 3]`` in [0, 255].
@@ -171,6 +182,19 @@ class Encoder:
         in: the encoder runs on ``batch_size`` images at a time, padding the rest.
         """
         return self._fixed_batches(self._features, images)
+
+    def features_and_spatial(self, images):
+        """Feature vectors and the maps they pool, from one pass of the network.
+
+        Returns float32 ``[B, feature_dim]`` and float32 ``[B, H, W, C]``
+        (``spatial_shape``; C is ``feature_dim``). The vector is the map's
+        mean over H and W. Both are independent of the batch, as ``features``.
+        """
+        return self._fixed_batches(self._features_and_spatial, images)
+
+    def spatial_features(self, images):
+        """The last convolutional feature map before pooling, float32 ``[B, H, W, C]`` (``spatial_shape``)."""
+        return self.features_and_spatial(images)[1]
 
     def logits(self, images):
         """ImageNet logits, float32 ``[B, 1000]``; only for encoders with a classifier."""
@@ -338,7 +362,8 @@ def _build_keras_application(name, app, include_top):
     # Features are the average of the last feature map, with or without the classifier
     # (VGG's classifier flattens instead of pooling).
     feature_map = next(layer.output for layer in reversed(network.layers) if len(layer.output.shape) == 4)
-    outputs = {'features': keras.layers.GlobalAveragePooling2D(name='features_pool')(feature_map)}
+    outputs = {'spatial': feature_map,
+               'features': keras.layers.GlobalAveragePooling2D(name='features_pool')(feature_map)}
     if include_top:
         outputs['logits'] = network.output
     return keras.Model(pixels, outputs, name=name), network

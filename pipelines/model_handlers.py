@@ -23,26 +23,36 @@ if base.resource is None:
 
 
 class EncoderModelHandler(ModelHandler):
-    """Decoded ``uint8 [S, S, 3]`` pixels → pooled CNN feature vectors (float32 ``[D]``).
+    """Decoded ``uint8 [S, S, 3]`` pixels → ``(features, spatial)`` per image.
+
+    ``features`` is the pooled CNN vector (float32 ``[D]``); ``spatial`` is the
+    feature map it pools (float32 ``[H, W, D]``, ``Encoder.spatial_shape``) when
+    the handler is built with ``spatial=True``, from the same network pass, else None.
 
     The encoder computes in fixed batches of ``batch_size`` (``Encoder.features``),
     so features do not depend on how a runner happened to batch; Beam is asked
     for batches of that size too, so that only a bundle's last batch is padded.
     """
 
-    def __init__(self, encoder_name=encoders.DEFAULT, weights=None, batch_size=encoders.DEFAULT_BATCH_SIZE):
+    def __init__(self, encoder_name=encoders.DEFAULT, weights=None, batch_size=encoders.DEFAULT_BATCH_SIZE,
+                 spatial=False):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
         self._encoder_name = encoder_name
         self._weights = weights
         self._batch_size = batch_size
+        self._spatial = spatial
 
     def load_model(self):
         return encoders.load(self._encoder_name, weights=self._weights, batch_size=self._batch_size)
 
     def run_inference(self, batch, model, inference_args=None):
-        features = model.features(np.stack(batch))
+        pixels = np.stack(batch)
+        if self._spatial:
+            outputs = zip(*model.features_and_spatial(pixels))
+        else:
+            outputs = ((vector, None) for vector in model.features(pixels))
         # The example is left out: carrying 150 kB of pixels per image downstream buys nothing.
-        return [PredictionResult(None, vector, model.id) for vector in features]
+        return [PredictionResult(None, output, model.id) for output in outputs]
 
     def get_num_bytes(self, batch):
         return sum(pixels.nbytes for pixels in batch)

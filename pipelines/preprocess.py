@@ -3,8 +3,14 @@
 The CNN runs here, once per image, so training never touches pixels again::
 
   ReadDataset ─┬─ Tokenize ─────────────────────────────┐
-               └─ ImagePaths → DecodeImages → Encode ───┴─ Join → tf.Transform → WriteShards
+               └─ ImagePaths → DecodeImages → Encode ───┴─ Join → tf.Transform ─┬─ WriteShards
+                                                  └─ (--spatial-features) maps ──┘
                          (read/decode/encode failures ──────────────────────────→ errors Parquet)
+
+With ``--spatial-features`` each record also holds the encoder's last feature
+map (7×7×1280 for the default encoder), from the same network pass as the
+pooled vector. The maps bypass tf.Transform, which has no use for them, and
+join their records by image id after it.
 
 tf.Transform analyses the train split only (the vocabulary: words seen at
 least ``min_word_count`` times) and the same ``transform_fn`` maps every split,
@@ -73,6 +79,11 @@ class PreprocessConfig:
         'help': 'truncate captions to this many tokens'})
     feature_dtype: str = dataclasses.field(default='float32', metadata={
         'help': 'storage type of the image features', 'choices': training_records.FEATURE_DTYPES})
+    spatial_features: bool = dataclasses.field(default=False, metadata={
+        'help': 'also store the encoder\'s last feature map (e.g. 7x7x1280) in each record, for attention '
+                'decoders: 7x7x1280 in float16 adds 125 kB per image'})
+    spatial_dtype: str = dataclasses.field(default='float16', metadata={
+        'help': 'storage type of the spatial feature maps', 'choices': training_records.FEATURE_DTYPES})
     images_per_shard: int = dataclasses.field(default=1000, metadata={
         'help': 'target number of images per TFRecord shard'})
     max_pixels: int = dataclasses.field(default=image_decoding.DEFAULT_MAX_PIXELS, metadata={
@@ -184,13 +195,24 @@ class _WriteShard(beam.DoFn):
         yield split, len(records)
 
 
-def _to_record(instance, feature_dtype):
-    """A transformed instance → (split, image_id, serialized tf.train.Example)."""
+def _to_record(instance, feature_dtype, spatial, spatial_dtype):
+    """A transformed instance (and its image's spatial map) → (split, image_id, serialized tf.train.Example)."""
     image_id, split = (_text(instance[key]) for key in (transform.IMAGE_ID, transform.SPLIT))
     ids = np.asarray(instance[transform.CAPTION_IDS], np.int64)
     lengths = np.asarray(instance[transform.CAPTION_LENGTHS], np.int64)
     captions = np.split(ids, np.cumsum(lengths)[:-1]) if len(lengths) else []
-    return split, image_id, training_records.encode(image_id, instance[transform.FEATURES], captions, feature_dtype)
+    return split, image_id, training_records.encode(image_id, instance[transform.FEATURES], captions, feature_dtype,
+                                                    spatial, spatial_dtype)
+
+
+def _to_record_with_map(element, feature_dtype, spatial_dtype):
+    """(image_id, {'instances': [instance], 'maps': [spatial map]}) → ``_to_record`` of the pair.
+
+    Every image that reaches the records was encoded once: it has one instance and one map.
+    """
+    _, grouped = element
+    (instance,), (spatial,) = grouped['instances'], grouped['maps']
+    return _to_record(instance, feature_dtype, spatial, spatial_dtype)
 
 
 @dataclasses.dataclass
@@ -224,11 +246,12 @@ def build(pipeline, config, encoder, transform_dir, temp_dir):
     decoded = (dataset.images
                | 'ImagePaths' >> beam.Map(lambda image: (image.image_id, image.image_path))
                | 'DecodeImages' >> image_decoding.DecodeImages(encoder.input_spec, config.max_pixels))
-    handler = KeyedModelHandler(EncoderModelHandler(config.encoder, config.encoder_weights, config.encoder_batch_size))
+    handler = KeyedModelHandler(EncoderModelHandler(config.encoder, config.encoder_weights, config.encoder_batch_size,
+                                                    spatial=config.spatial_features))
     encoded, encode_failed = (decoded.images
                               | 'Pixels' >> beam.MapTuple(lambda image_id, image: (image_id, image.pixels))
                               | 'Encode' >> RunInference(handler).with_exception_handling())
-    features = encoded | 'Features' >> beam.MapTuple(lambda image_id, result: (image_id, result.inference))
+    features = encoded | 'Features' >> beam.MapTuple(lambda image_id, result: (image_id, result.inference[0]))
     encode_errors = encode_failed.failed_inferences | 'EncodeErrors' >> beam.FlatMap(_encode_failures)
 
     joined = ({'captions': captions, 'features': features}
@@ -246,7 +269,17 @@ def build(pipeline, config, encoder, transform_dir, temp_dir):
         # One TransformDataset for every split: each costs seconds of graph building.
         transformed, _ = (((joined.instances, raw_metadata), transform_fn)
                           | 'Transform' >> tft_beam.TransformDataset())
-    records = transformed | 'Serialize' >> beam.Map(_to_record, config.feature_dtype)
+    if config.spatial_features:
+        # Cast to the storage type here (encode would): half the bytes through the join's shuffle.
+        maps = encoded | 'SpatialMaps' >> beam.MapTuple(
+            lambda image_id, result: (image_id, result.inference[1].astype(config.spatial_dtype)))
+        instances = transformed | 'KeyByImage' >> beam.Map(
+            lambda instance: (_text(instance[transform.IMAGE_ID]), instance))
+        records = ({'instances': instances, 'maps': maps}
+                   | 'JoinSpatialMaps' >> beam.CoGroupByKey()
+                   | 'Serialize' >> beam.Map(_to_record_with_map, config.feature_dtype, config.spatial_dtype))
+    else:
+        records = transformed | 'Serialize' >> beam.Map(_to_record, config.feature_dtype, None, config.spatial_dtype)
 
     images_per_split = (records
                         | 'SplitOfRecord' >> beam.Map(lambda record: record[0])
@@ -373,7 +406,8 @@ def _finish(config, encoder, transform_dir, counts, started):
         options=dataclasses.asdict(config), counts=result_counts, started_at=started.isoformat(),
         finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(), dataset=config.dataset,
         encoder=encoder.describe(), feature_dtype=config.feature_dtype, vocabulary_size=len(tokens),
-        min_word_count=config.min_word_count, splits=splits)
+        min_word_count=config.min_word_count, splits=splits,
+        spatial_dtype=config.spatial_dtype if config.spatial_features else None)
     _write_text(FileSystems.join(config.output, manifest.FILE_NAME), manifest.dumps(document))
     if result_counts[manifest.IMAGES_READ] != images_written + result_counts[manifest.IMAGES_FAILED]:
         logging.error('image counts do not add up: %s', result_counts)

@@ -25,17 +25,23 @@ FINISHED_AT = 'finished_at'
 
 # Preprocess: what the training job needs to read the records.
 DATASET = 'dataset'
-ENCODER = 'encoder'              # {ENCODER_NAME, ENCODER_ID, ENCODER_FEATURE_DIM, ENCODER_INPUT_SPEC}
+ENCODER = 'encoder'              # {ENCODER_NAME, ENCODER_ID, ENCODER_FEATURE_DIM, ENCODER_SPATIAL_SHAPE, ENCODER_INPUT_SPEC}
 FEATURE_DTYPE = 'feature_dtype'  # 'float32' or 'float16' (schemas.training_records)
+# How the records store the encoder's spatial map ('float16' or 'float32'), or None when they
+# hold none; its [H, W, C] is the ENCODER entry's ENCODER_SPATIAL_SHAPE. Manifests written
+# before spatial maps lack the field: their records hold none.
+SPATIAL_DTYPE = 'spatial_dtype'
 VOCABULARY = 'vocabulary'        # {VOCABULARY_PATH, VOCABULARY_SIZE, VOCABULARY_MIN_COUNT}
 SPLITS = 'splits'                # {split: {SPLIT_IMAGES, SPLIT_CAPTIONS, SPLIT_SHARDS, SPLIT_PATTERN}}
 ERRORS = 'errors'                # path pattern of the error-record Parquet files
 
 # Fields of the ENCODER entry: the encoder's name, its id (name@weights hash),
-# its feature length and its InputSpec as a dict.
+# its feature length, the [H, W, C] of the feature map it pools (absent in
+# manifests written before spatial features) and its InputSpec as a dict.
 ENCODER_NAME = 'name'
 ENCODER_ID = 'id'
 ENCODER_FEATURE_DIM = 'feature_dim'
+ENCODER_SPATIAL_SHAPE = 'spatial_shape'
 ENCODER_INPUT_SPEC = 'input_spec'
 
 # Fields of the VOCABULARY entry: the file (relative to the output), the
@@ -99,7 +105,7 @@ def validate(manifest, job):
 
 
 def preprocess_manifest(*, version, inputs, options, counts, started_at, finished_at, dataset, encoder,
-                        feature_dtype, vocabulary_size, min_word_count, splits):
+                        feature_dtype, vocabulary_size, min_word_count, splits, spatial_dtype=None):
     """The manifest of a preprocess output, from its parts.
 
     The paths in it (vocabulary, shards, error records) are those preprocess
@@ -117,6 +123,8 @@ def preprocess_manifest(*, version, inputs, options, counts, started_at, finishe
       vocabulary_size: the number of tokens in the vocabulary file, reserved ones included.
       min_word_count: how often a word had to occur in the train split to be learned.
       splits: ``{split: (images, captions, shards)}``, what was written of each split.
+      spatial_dtype: how the spatial maps are stored ('float16' or 'float32'), or None
+        when the records hold none.
     """
     return {
         FORMAT: FORMAT_VERSION,
@@ -130,6 +138,7 @@ def preprocess_manifest(*, version, inputs, options, counts, started_at, finishe
         DATASET: dataset,
         ENCODER: encoder,
         FEATURE_DTYPE: feature_dtype,
+        SPATIAL_DTYPE: spatial_dtype,
         VOCABULARY: {VOCABULARY_PATH: vocabulary.VOCABULARY_FILE, VOCABULARY_SIZE: vocabulary_size,
                      VOCABULARY_MIN_COUNT: min_word_count},
         SPLITS: {split: {SPLIT_IMAGES: images, SPLIT_CAPTIONS: captions, SPLIT_SHARDS: shards,

@@ -16,6 +16,12 @@ PALACE, MONASTERY, BELL_COTE, CASTLE, CHURCH, MOSQUE, STUPA = 698, 663, 442, 483
 DAISY = 985
 # Every EfficientNet-Lite encoder and the (crop, short side) of the reference evaluation.
 LITE_INPUTS = {'efficientnet_lite0': (224, 256), 'efficientnet_lite1': (240, 272), 'efficientnet_lite2': (260, 292)}
+# The (H, W, C) of every encoder's last feature map at its own input size: stride 32, "same" padding rounds up.
+SPATIAL_SHAPES = {
+    'efficientnet_lite0': (7, 7, 1280), 'efficientnet_lite1': (8, 8, 1280), 'efficientnet_lite2': (9, 9, 1280),
+    'efficientnet_b0': (7, 7, 1280), 'inception_v3': (8, 8, 2048), 'mobilenet_v2': (7, 7, 1280),
+    'resnet50': (7, 7, 2048), 'vgg16': (7, 7, 512),
+}
 PHOTOS = {
     'coffee': skimage.data.coffee,
     'chelsea': skimage.data.chelsea,
@@ -130,6 +136,44 @@ def test_a_feature_does_not_depend_on_the_batch_it_rides_in(photos):
         np.testing.assert_array_equal(encoder.features(batch)[position], alone)
     # By construction: whatever the batch sizes asked for, the network ran in one shape only.
     assert encoder._features.experimental_get_tracing_count() == 1
+
+
+def test_features_are_the_mean_of_the_spatial_map(lite, cache_dir):
+    batch = np.stack(list(_crops(lite.input_spec).values()))
+    features, spatial = lite.features_and_spatial(batch)
+    assert lite.spatial_shape == SPATIAL_SHAPES[lite.name]
+    assert spatial.shape == (4, *lite.spatial_shape) and spatial.dtype == np.float32
+    assert lite.describe()['spatial_shape'] == list(lite.spatial_shape)
+    np.testing.assert_allclose(spatial.mean(axis=(1, 2)), features, rtol=1e-5, atol=1e-6)
+    # The pass that also returns the map gives the very vectors ``features`` gives: spatial preprocess runs
+    # store the same pooled features as those without.
+    np.testing.assert_array_equal(features, lite.features(batch))
+    np.testing.assert_array_equal(lite.spatial_features(batch), spatial)
+
+
+def test_a_spatial_map_does_not_depend_on_the_batch_it_rides_in(photos):
+    encoder = encoders.load(batch_size=8)
+    coffee = photos['coffee']
+    others = np.random.default_rng(2).integers(0, 256, (12, 224, 224, 3), dtype=np.uint8)
+    alone = encoder.spatial_features(coffee[None])[0]
+    for count, position in ((3, 1), (13, 9)):
+        batch = np.concatenate([others[:position], coffee[None], others[position:count - 1]])
+        np.testing.assert_array_equal(encoder.spatial_features(batch)[position], alone)
+    assert encoder._features_and_spatial.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize('name', encoders.names())
+def test_every_encoder_has_a_spatial_map(name):
+    """Random weights (nothing to download), one image per call: the shape and the pooling are the architecture's."""
+    assert set(encoders.names()) == set(SPATIAL_SHAPES)
+    encoder = encoders.load(name, weights='random', batch_size=1)
+    assert encoder.spatial_shape == SPATIAL_SHAPES[name]
+    assert encoder.spatial_shape[-1] == encoder.feature_dim
+    size = encoder.input_spec.size
+    pixels = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+    features, spatial = encoder.features_and_spatial(pixels)
+    assert spatial.shape == (1, *SPATIAL_SHAPES[name])
+    np.testing.assert_allclose(spatial.mean(axis=(1, 2)), features, rtol=1e-4, atol=1e-5)
 
 
 def test_wrong_image_shape_is_a_clear_error(lite0):

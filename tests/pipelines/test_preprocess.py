@@ -59,10 +59,14 @@ def local_run(dataset, tmp_path_factory):
     return config, preprocess.run_config(config)
 
 
-def read_split(output, split, feature_dim, dtype='float32'):
-    paths = sorted(glob.glob(os.path.join(output, training_records.shard_pattern(split))))
-    return {r['image_id'].numpy().decode(): r for r in tf.data.TFRecordDataset(paths).map(
-        lambda s: training_records.parse(s, feature_dim, dtype))}
+def shard_paths(output, split):
+    return sorted(glob.glob(os.path.join(output, training_records.shard_pattern(split))))
+
+
+def read_split(output, split, feature_dim, dtype='float32', **spatial):
+    """{image id: parsed record}; ``spatial`` are ``parse``'s spatial_shape and spatial_dtype."""
+    return {r['image_id'].numpy().decode(): r for r in tf.data.TFRecordDataset(shard_paths(output, split)).map(
+        lambda s: training_records.parse(s, feature_dim, dtype, **spatial))}
 
 
 def test_counts_add_up_and_failures_are_named(local_run):
@@ -130,6 +134,35 @@ def test_multi_processing_runner_writes_identical_shards(local_run, dataset, tmp
         assert [os.path.basename(p) for p in mine] == [os.path.basename(p) for p in theirs]
         for a, b in zip(mine, theirs):
             assert open(a, 'rb').read() == open(b, 'rb').read(), f'{a} differs from {b}'
+
+
+def test_spatial_features_are_the_plain_records_plus_the_encoders_map(local_run, dataset, tmp_path):
+    config, plain = local_run
+    _, images, _ = dataset
+    spatial = preprocess.PreprocessConfig(**{**vars(config), 'output': str(tmp_path / 'out'),
+                                             'spatial_features': True})
+    result = preprocess.run_config(spatial)
+    assert plain[manifest.SPATIAL_DTYPE] is None and result[manifest.SPATIAL_DTYPE] == 'float16'
+    shape = result[manifest.ENCODER][manifest.ENCODER_SPATIAL_SHAPE]
+    assert shape == [7, 7, 1280]
+
+    # Without its map, each record is byte for byte the record written without the option.
+    for split in ('train', 'val', 'test'):
+        stripped = []
+        for serialized in tf.data.TFRecordDataset(shard_paths(spatial.output, split)):
+            example = tf.train.Example.FromString(serialized.numpy())
+            assert len(example.features.feature.pop(training_records.SPATIAL_FLOAT16).bytes_list.value[0]) == \
+                2 * 7 * 7 * 1280
+            stripped.append(example.SerializeToString(deterministic=True))
+        assert stripped == [r.numpy() for r in tf.data.TFRecordDataset(shard_paths(config.output, split))]
+
+    encoder = encoders.load(config.encoder)
+    parsed = read_split(spatial.output, 'test', 1280, spatial_shape=shape, spatial_dtype='float16')['12.jpg']
+    pixels = image_decoding.decode((images / '12.jpg').read_bytes(), encoder.input_spec)
+    expected = encoder.spatial_features(pixels[None])[0].astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(parsed['spatial'].numpy(), expected.reshape(7 * 7, 1280))
+    # float16 rounding moves each cell by at most 2^-9 of its value (all lie in [0, 6]).
+    np.testing.assert_allclose(parsed['spatial'].numpy().mean(axis=0), parsed['features'].numpy(), atol=6e-3)
 
 
 def test_float16_features_and_sharding(dataset, tmp_path):
