@@ -108,7 +108,8 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
     # Weights, not all variables: the dropout layers' random-generator state
     # changes with every training step but decides nothing when captioning.
     model_id = _model_id(decoder, config_json, vocab, [*encoder.model.weights, *model.weights])
-    write = functools.partial(_write_export, decoder=decoder, model=model, model_config=model_config, encoder=encoder, vocab=vocab,
+    write = functools.partial(_write_export, decoder=decoder, model=model, model_config=model_config,
+                              encoder=encoder, vocab=vocab,
                               config_json=config_json, model_id=model_id, max_pixels=max_pixels)
     if storage.is_remote(export_dir):
         with tempfile.TemporaryDirectory() as staging:

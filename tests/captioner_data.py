@@ -101,7 +101,7 @@ def train_captioner(encoder, jpegs, steps=150, decoder=captioner.DECODER_SHOW_AN
 
 
 def image_features(encoder, images, decoder):
-    """What ``decoder`` reads of each image file (decoded by the pipelines' decoder): ``[B, D]`` or ``[B, H x W, D]``."""
+    """What ``decoder`` reads of each image file, decoded by the pipelines' decoder: ``[B, D]`` or ``[B, H x W, D]``."""
     pixels = np.stack([image_decoding.decode(data, encoder.input_spec) for data in images])
     if decoder == captioner.DECODER_ATTENTION:
         maps = encoder.spatial_features(pixels)
