@@ -46,6 +46,14 @@ class Captioner:
         self.input_spec = InputSpec(**encoder[manifest.ENCODER_INPUT_SPEC])
         self.beam_size = int(self.config[captioner.CONFIG_MODEL]['beam_size'])
         self.feature_dim = int(encoder[manifest.ENCODER_FEATURE_DIM])
+        # Exports older than the decoder field are Show and Tell.
+        self.decoder = self.config.get(captioner.CONFIG_DECODER, captioner.DECODER_SHOW_AND_TELL)
+        # What caption_features takes per image: the pooled vector, or (attention) the map's cells.
+        if self.decoder == captioner.DECODER_ATTENTION:
+            height, width, _ = encoder[manifest.ENCODER_SPATIAL_SHAPE]
+            self.feature_shape = (height * width, self.feature_dim)
+        else:
+            self.feature_shape = (self.feature_dim,)
         # The decompression-bomb limit the export refuses above; exports older than the field had the default.
         self.max_pixels = int(self.config.get(captioner.CONFIG_MAX_PIXELS, DEFAULT_MAX_PIXELS))
 
@@ -73,10 +81,16 @@ class Captioner:
         return self._fixed_batches(self._caption_pixels, captioner.PIXELS, pixels, top_k)
 
     def caption_features(self, features, top_k=None):
-        """As ``caption``, from encoder features float32 ``[N, D]`` (what preprocess stores)."""
+        """As ``caption``, from encoder features float32 ``[N, *feature_shape]``.
+
+        Show and Tell takes the pooled vectors ``[N, D]`` (what preprocess
+        stores); attention the feature maps' cells ``[N, L, D]`` (L = H x W,
+        a map ``[N, H, W, D]`` reshaped; preprocess ``--spatial-features``).
+        """
         features = np.asarray(features, np.float32)
-        if features.ndim != 2 or features.shape[1] != self.feature_dim:
-            raise ValueError(f'the captioner takes features of shape [N, {self.feature_dim}], got {features.shape}')
+        if features.shape[1:] != self.feature_shape:
+            shape = ', '.join(map(str, ('N', *self.feature_shape)))
+            raise ValueError(f'the {self.decoder} captioner takes features of shape [{shape}], got {features.shape}')
         return self._fixed_batches(self._caption_features, captioner.FEATURES, features, top_k)
 
     def _fixed_batches(self, signature, input_name, inputs, top_k):

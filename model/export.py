@@ -1,6 +1,8 @@
-"""Exports a trained Show-and-Tell model as one self-contained captioner SavedModel.
+"""Exports a trained caption model as one self-contained captioner SavedModel.
 
-The export holds the encoder, the caption model, the vocabulary and the
+The caption model is a Show and Tell (``model.show_and_tell``, on pooled
+features) or a Show, Attend and Tell (``model.attention``, on the encoder's
+feature map); the config's type says which. The export holds the encoder, the caption model, the vocabulary and the
 decoding options; it turns images into their ``beam_size`` best captions and
 loads with ``tf.saved_model.load`` alone, in a process that has no img2txt
 (the Keras models are saved as traced functions, not as Keras objects). Its
@@ -14,7 +16,11 @@ Three ways in, each a signature over a dynamic batch:
   - ``caption_pixels``: the encoder's input crop made by the pipelines' Pillow
     decoder. The caption pipeline calls this one: decoding stays in Python,
     where each image's failure becomes an error record.
-  - ``caption_features``: encoder features, for callers that have them.
+  - ``caption_features``: encoder features, for callers that have them:
+    pooled vectors for Show and Tell, the feature map's cells for attention.
+
+An attention export also returns where the decoder looked for each word of
+each image's best caption (a teacher-forced pass over it after the search).
 
 The model id is a content hash of everything that decides a caption (the
 variables of both models, the vocabulary, the config), so exporting the same
@@ -32,21 +38,34 @@ import numpy as np
 import tensorflow as tf
 
 from img2txt.model import beam_search, encoders, graph_decoding, storage
+from img2txt.model.attention import ShowAttendAndTell
+from img2txt.model.config import AttentionConfig, ModelConfig
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
+from img2txt.model.show_and_tell import ShowAndTell
 from img2txt.schemas import captioner, vocabulary
 
-# Model ids are "show_and_tell@" and the first hex digits of the content hash,
-# as encoder ids are "<name>@<digits of the weights file's hash>".
-_ID_PREFIX = 'show_and_tell'
+# Model ids are the decoder's name, "@" and the first hex digits of the content
+# hash, as encoder ids are "<name>@<digits of the weights file's hash>".
 _ID_DIGITS = 12
+
+# Decoder name -> (its config class, its model class, the config fields that
+# decide the shapes of its weights and so must be the model's own).
+_DECODERS = {
+    captioner.DECODER_SHOW_AND_TELL: (ModelConfig, ShowAndTell,
+                                      ('vocab_size', 'feature_dim', 'embedding_size', 'lstm_units')),
+    captioner.DECODER_ATTENTION: (AttentionConfig, ShowAttendAndTell,
+                                  ('vocab_size', 'feature_dim', 'embedding_size', 'lstm_units',
+                                   'attention_units', 'grid_cells', 'gate')),
+}
 
 def export_captioner(model, model_config, encoder_name, vocab, export_dir, encoder_weights=None,
                      max_pixels=DEFAULT_MAX_PIXELS):
     """Writes the captioner SavedModel of a trained model.
 
     Args:
-      model: a trained ``ShowAndTell``.
-      model_config: its ``ModelConfig``; the sizes must be the model's, and
+      model: a trained ``ShowAndTell`` or ``ShowAttendAndTell``.
+      model_config: its ``ModelConfig`` or ``AttentionConfig`` (which one
+        decides the decoder, recorded in the config); the sizes must be the model's, and
         the decoding options (beam size, max caption length, length
         normalisation) are what the captioner will use. It returns
         ``beam_size`` captions per image.
@@ -62,7 +81,8 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
         also in the config, for callers that decode themselves.
 
     Returns:
-      The model id (``show_and_tell@`` and 12 hex digits), also in
+      The model id (the decoder's name, ``show_and_tell@`` or ``attention@``,
+      and 12 hex digits), also in
       ``export_dir/model_id.txt`` and the loaded object's ``model_id``.
 
     Raises:
@@ -75,9 +95,11 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
         raise ValueError(f'max_pixels must be positive, got {max_pixels}')
     vocab = vocabulary.read(vocab)
     encoder = encoders.load(encoder_name, encoder_weights)
-    _check_compatible(model, model_config, encoder, vocab)
+    decoder = _decoder(model, model_config)
+    _check_compatible(decoder, model, model_config, encoder, vocab)
     config = {
         captioner.CONFIG_FORMAT: captioner.FORMAT_VERSION,
+        captioner.CONFIG_DECODER: decoder,
         captioner.CONFIG_MODEL: model_config.to_dict(),
         captioner.CONFIG_ENCODER: encoder.describe(),
         captioner.CONFIG_MAX_PIXELS: max_pixels,
@@ -85,8 +107,9 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
     config_json = json.dumps(config, indent=2, sort_keys=True) + '\n'
     # Weights, not all variables: the dropout layers' random-generator state
     # changes with every training step but decides nothing when captioning.
-    model_id = _model_id(config_json, vocab, [*encoder.model.weights, *model.weights])
-    write = functools.partial(_write_export, model=model, model_config=model_config, encoder=encoder, vocab=vocab,
+    model_id = _model_id(decoder, config_json, vocab, [*encoder.model.weights, *model.weights])
+    write = functools.partial(_write_export, decoder=decoder, model=model, model_config=model_config,
+                              encoder=encoder, vocab=vocab,
                               config_json=config_json, model_id=model_id, max_pixels=max_pixels)
     if storage.is_remote(export_dir):
         with tempfile.TemporaryDirectory() as staging:
@@ -125,8 +148,20 @@ def captions_text(captions):
     return [[caption.decode('utf-8') for caption in row] for row in np.asarray(captions)]
 
 
-def _check_compatible(model, model_config, encoder, vocab):
-    for field in ('vocab_size', 'feature_dim', 'embedding_size', 'lstm_units'):
+def _decoder(model, model_config):
+    """The decoder's name (``schemas.captioner.DECODERS``) from the config's type; the model must be of that kind."""
+    for name, (config_class, model_class, _) in _DECODERS.items():
+        if type(model_config) is config_class:
+            if not isinstance(model, model_class):
+                raise ValueError(f'model_config is a {config_class.__name__}, so the model must be a '
+                                 f'{model_class.__name__}, got {type(model).__name__}')
+            return name
+    raise ValueError(f'model_config must be one of {[c.__name__ for c, _, _ in _DECODERS.values()]}, '
+                     f'got {type(model_config).__name__}')
+
+
+def _check_compatible(decoder, model, model_config, encoder, vocab):
+    for field in _DECODERS[decoder][2]:
         if getattr(model.config, field) != getattr(model_config, field):
             raise ValueError(f'model_config.{field} is {getattr(model_config, field)} but the model was built '
                              f'with {getattr(model.config, field)}')
@@ -136,10 +171,15 @@ def _check_compatible(model, model_config, encoder, vocab):
     if encoder.feature_dim != model_config.feature_dim:
         raise ValueError(f'encoder {encoder.id} gives {encoder.feature_dim}-d features but '
                          f'model_config.feature_dim is {model_config.feature_dim}')
+    if decoder == captioner.DECODER_ATTENTION:
+        height, width, _ = encoder.spatial_shape
+        if height * width != model_config.grid_cells:
+            raise ValueError(f'encoder {encoder.id} gives a {height}x{width} feature map but '
+                             f'model_config.grid_cells is {model_config.grid_cells}')
 
 
-def _model_id(config_json, vocab, weights):
-    """``show_and_tell@`` + the start of a SHA-256 over the config, the vocabulary and the weights' values."""
+def _model_id(decoder, config_json, vocab, weights):
+    """The decoder's name, ``@`` and the start of a SHA-256 over the config, the vocabulary and the weights' values."""
     digest = hashlib.sha256()
 
     def add(data):
@@ -153,10 +193,10 @@ def _model_id(config_json, vocab, weights):
         value = np.ascontiguousarray(weight.numpy())
         add(f'{value.dtype.str}{value.shape}'.encode('ascii'))
         add(value.tobytes())
-    return f'{_ID_PREFIX}@{digest.hexdigest()[:_ID_DIGITS]}'
+    return f'{decoder}@{digest.hexdigest()[:_ID_DIGITS]}'
 
 
-def _captioner_module(model, model_config, encoder, vocab, config_json, model_id, max_pixels, vocab_file):
+def _captioner_module(decoder, model, model_config, encoder, vocab, config_json, model_id, max_pixels, vocab_file):
     """The ``tf.Module`` to save, and its signatures.
 
     The module tracks the models' weights, not the Keras models themselves:
@@ -172,10 +212,20 @@ def _captioner_module(model, model_config, encoder, vocab, config_json, model_id
         setattr(module, name, tf.Variable(value, trainable=False, dtype=tf.string))
     words = getattr(module, captioner.VOCABULARY)
     size = encoder.input_spec.size
+    attention = decoder == captioner.DECODER_ATTENTION
+    height, width, _ = encoder.spatial_shape
+    # What the decoder reads per image: the pooled vector, or the map's cells row by row.
+    feature_shape = [height * width, encoder.feature_dim] if attention else [encoder.feature_dim]
+
+    def encode(pixels):
+        outputs = encoder.model(pixels, training=False)
+        if attention:
+            return tf.reshape(outputs['spatial'], [-1, *feature_shape])
+        return outputs['features']
 
     # Each signature calls the one below it, so the encoder and the beam
     # search are traced once and the saved graph holds one copy of each.
-    @tf.function(input_signature=[tf.TensorSpec([None, encoder.feature_dim], tf.float32, name=captioner.FEATURES)],
+    @tf.function(input_signature=[tf.TensorSpec([None, *feature_shape], tf.float32, name=captioner.FEATURES)],
                  autograph=False)
     def caption_features(features):
         result = beam_search.beam_search(
@@ -186,17 +236,21 @@ def _captioner_module(model, model_config, encoder, vocab, config_json, model_id
         # dropped, as ids_to_text does).
         is_word = result.token_ids >= vocabulary.NUM_RESERVED
         tokens = tf.where(is_word, tf.gather(words, result.token_ids) + ' ', '')
-        return {captioner.CAPTIONS: tf.strings.strip(tf.strings.reduce_join(tokens, axis=-1)),
-                captioner.LOG_PROBS: result.log_probs,
-                captioner.LENGTHS: result.lengths}
+        outputs = {captioner.CAPTIONS: tf.strings.strip(tf.strings.reduce_join(tokens, axis=-1)),
+                   captioner.LOG_PROBS: result.log_probs,
+                   captioner.LENGTHS: result.lengths}
+        if attention:
+            # The search carries no attention weights; a teacher-forced pass
+            # over each image's best caption recomputes those it chose with.
+            weights = model.attention_weights(features, result.token_ids[:, 0])
+            outputs[captioner.ATTENTION] = tf.reshape(weights, [-1, model_config.max_caption_length, height, width])
+        return outputs
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name=captioner.PIXELS)],
                  autograph=False)
     def caption_pixels(pixels):
         # TensorFlow's CPU depthwise convolution rejects an empty batch.
-        features = tf.cond(tf.shape(pixels)[0] > 0,
-                           lambda: encoder.model(pixels, training=False)['features'],
-                           lambda: tf.zeros([0, encoder.feature_dim]))
+        features = tf.cond(tf.shape(pixels)[0] > 0, lambda: encode(pixels), lambda: tf.zeros([0, *feature_shape]))
         return caption_features(features)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=captioner.IMAGES)], autograph=False)
@@ -210,14 +264,14 @@ def _captioner_module(model, model_config, encoder, vocab, config_json, model_id
     return module, signatures
 
 
-def _write_export(directory, model, model_config, encoder, vocab, config_json, model_id, max_pixels):
+def _write_export(directory, decoder, model, model_config, encoder, vocab, config_json, model_id, max_pixels):
     """Saves the SavedModel and the files beside it into an existing empty local directory."""
     with tempfile.TemporaryDirectory() as scratch:
         # The asset's file name is the one it gets under assets/.
         vocab_file = os.path.join(scratch, vocabulary.VOCABULARY_FILE)
         with open(vocab_file, 'w', encoding='utf-8') as f:
             f.write(''.join(token + '\n' for token in vocab))
-        module, signatures = _captioner_module(model, model_config, encoder, vocab, config_json, model_id,
+        module, signatures = _captioner_module(decoder, model, model_config, encoder, vocab, config_json, model_id,
                                                max_pixels, vocab_file)
         tf.saved_model.save(module, directory, signatures=signatures)
     with open(os.path.join(directory, captioner.MODEL_ID_FILE), 'w', encoding='utf-8') as f:

@@ -10,6 +10,12 @@ without img2txt. Its directory holds:
   model_id.txt                 the model id, one line
   captioner.json               the config: the ``CONFIG_*`` fields below
 
+The decoder is Show and Tell (pooled image vectors) or Show, Attend and Tell
+(soft attention over the encoder's grid); the config's CONFIG_DECODER names
+it, and the model id starts with that name (``show_and_tell@...``,
+``attention@...``). Both have the same signatures, so callers need not know
+which they load, except to feed caption_features.
+
 Signatures, each with a dynamic batch size B (0 included); k is the beam size:
 
   caption_images    images    string [B]            image file bytes (JPEG,
@@ -18,7 +24,14 @@ Signatures, each with a dynamic batch size B (0 included); k is the beam size:
   caption_pixels    pixels    uint8 [B, S, S, 3]    the encoder's input crop,
                                                     as the pipelines' decoder
                                                     makes it
-  caption_features  features  float32 [B, D]        encoder features
+  caption_features  features  float32 [B, D]        Show and Tell: pooled
+                                                    encoder features
+                              float32 [B, L, D]     attention: the encoder's
+                                                    feature map, its H x W
+                                                    cells row by row
+                                                    (L = H x W; [H, W, D] is
+                                                    the config's encoder
+                                                    spatial_shape)
   serving_default             = caption_images
 
 caption_images fails the whole call (InvalidArgumentError) when one image
@@ -38,12 +51,21 @@ and every one returns, best caption first:
   log_probs  float32 [B, k]  log-probability of each caption (-inf: no caption)
   lengths    int32 [B, k]    tokens in each caption, unknown words included
 
+and, from attention exports only (Show and Tell exports have no such output):
+
+  attention  float32 [B, T, H, W]  where the decoder looked for each word of
+                                   the best caption: row t the weights over
+                                   the grid of word t (summing to 1); rows
+                                   past the caption's last word are 0.
+                                   T is the config's max_caption_length.
+
 The loaded object also has these attributes: ``model_id``, ``encoder_id`` and
 ``config`` (JSON text) as string ``tf.Variable``s, ``vocabulary`` as a string
 ``tf.Variable`` ``[V]`` (token id -> token).
 """
 
-FORMAT_VERSION = 1
+# 2: the decoder field, attention exports.
+FORMAT_VERSION = 2
 
 # Signature names.
 CAPTION_IMAGES = 'caption_images'
@@ -60,6 +82,7 @@ FEATURES = 'features'
 CAPTIONS = 'captions'
 LOG_PROBS = 'log_probs'
 LENGTHS = 'lengths'
+ATTENTION = 'attention'   # attention exports only
 
 # Attributes of the loaded object.
 MODEL_ID = 'model_id'
@@ -73,8 +96,16 @@ CONFIG_FILE = 'captioner.json'
 
 # Fields of the config (captioner.json and the ``config`` attribute).
 CONFIG_FORMAT = 'format_version'
-CONFIG_MODEL = 'model'        # ModelConfig.to_dict(): sizes and decoding options
+CONFIG_MODEL = 'model'        # the decoder's config, to_dict(): sizes and decoding options
+# One of DECODERS: which model CONFIG_MODEL configures. Exports older than the
+# field are Show and Tell.
+CONFIG_DECODER = 'decoder'
 CONFIG_ENCODER = 'encoder'    # Encoder.describe(): the fields of schemas.manifest.ENCODER
 # int: caption_images refuses images whose header declares more pixels than
 # this; callers decoding with the pipelines' decoder pass it as its max_pixels.
 CONFIG_MAX_PIXELS = 'max_pixels'
+
+# Values of CONFIG_DECODER, and the model ids' prefixes.
+DECODER_SHOW_AND_TELL = 'show_and_tell'   # model.show_and_tell, ModelConfig
+DECODER_ATTENTION = 'attention'           # model.attention, AttentionConfig
+DECODERS = (DECODER_SHOW_AND_TELL, DECODER_ATTENTION)

@@ -1,8 +1,8 @@
 """A small exported captioner that really captions real photos, and a photo folder as users have them.
 
-``train_and_export`` teaches a tiny Show-and-Tell one caption per
-scikit-image photo (from the real encoder's features) in seconds and exports
-it: enough for tests of everything downstream of training to check real
+``train_and_export`` teaches a tiny Show-and-Tell (from the real encoder's
+pooled features) or Show-Attend-and-Tell (from its feature maps) one caption
+per scikit-image photo in seconds and exports it: enough for tests of everything downstream of training to check real
 captions, not shapes.
 """
 import io
@@ -16,10 +16,11 @@ import tensorflow as tf
 from PIL import Image
 
 from img2txt.model import encoders, export
-from img2txt.model.config import ModelConfig
+from img2txt.model.attention import ShowAttendAndTell
+from img2txt.model.config import AttentionConfig, ModelConfig
 from img2txt.model.show_and_tell import ShowAndTell, masked_loss, split_caption_ids
 from img2txt.pipelines import image_decoding
-from img2txt.schemas import vocabulary
+from img2txt.schemas import captioner, vocabulary
 
 # What the model is trained to say about each photo.
 CAPTIONS = {
@@ -58,16 +59,25 @@ def png_declaring(width, height):
     return bytes(data)
 
 
-def train_captioner(encoder, jpegs, steps=150):
-    """(model, config, vocab): a small Show-and-Tell that has learnt CAPTIONS from the photos' JPEG features."""
+def train_captioner(encoder, jpegs, steps=150, decoder=captioner.DECODER_SHOW_AND_TELL):
+    """(model, config, vocab): a small caption model that has learnt CAPTIONS from the photos' JPEGs.
+
+    ``decoder`` (``schemas.captioner.DECODERS``): a Show-and-Tell on the
+    encoder's pooled features, or a Show-Attend-and-Tell on its feature maps
+    (``[B, H x W, C]``, as ``image_features`` gives them).
+    """
     words = sorted({word for caption in CAPTIONS.values() for word in caption.split()})
     vocab = [*vocabulary.RESERVED_TOKENS, *words, *UNUSED_WORDS]
-    config = ModelConfig(vocab_size=len(vocab), feature_dim=encoder.feature_dim, embedding_size=64, lstm_units=64,
-                         lstm_dropout_keep_prob=1.0, max_caption_length=12)
+    sizes = dict(vocab_size=len(vocab), feature_dim=encoder.feature_dim, embedding_size=64, lstm_units=64,
+                 lstm_dropout_keep_prob=1.0, max_caption_length=12)
+    if decoder == captioner.DECODER_ATTENTION:
+        height, width, _ = encoder.spatial_shape
+        config = AttentionConfig(**sizes, attention_units=64, grid_cells=height * width)
+    else:
+        config = ModelConfig(**sizes)
     keras.utils.set_random_seed(0)
-    model = ShowAndTell(config)
-    features = encoder.features(np.stack([image_decoding.decode(jpegs[name], encoder.input_spec)
-                                          for name in CAPTIONS]))
+    model = ShowAttendAndTell(config) if decoder == captioner.DECODER_ATTENTION else ShowAndTell(config)
+    features = image_features(encoder, [jpegs[name] for name in CAPTIONS], decoder)
     ids = {token: i for i, token in enumerate(vocab)}
     length = max(len(caption.split()) for caption in CAPTIONS.values()) + 2
     caption_ids = np.full((len(CAPTIONS), length), vocabulary.PAD_ID, np.int32)
@@ -90,8 +100,17 @@ def train_captioner(encoder, jpegs, steps=150):
     return model, config, vocab
 
 
-def train_and_export(export_dir):
-    """Trains the small captioner and exports it to ``export_dir``; returns the model id."""
+def image_features(encoder, images, decoder):
+    """What ``decoder`` reads of each image file, decoded by the pipelines' decoder: ``[B, D]`` or ``[B, H x W, D]``."""
+    pixels = np.stack([image_decoding.decode(data, encoder.input_spec) for data in images])
+    if decoder == captioner.DECODER_ATTENTION:
+        maps = encoder.spatial_features(pixels)
+        return maps.reshape(len(maps), -1, maps.shape[-1])
+    return encoder.features(pixels)
+
+
+def train_and_export(export_dir, decoder=captioner.DECODER_SHOW_AND_TELL):
+    """Trains the small captioner with ``decoder`` and exports it to ``export_dir``; returns the model id."""
     encoder = encoders.load()
-    model, config, vocab = train_captioner(encoder, photos_jpeg())
+    model, config, vocab = train_captioner(encoder, photos_jpeg(), decoder=decoder)
     return export.export_captioner(model, config, encoders.DEFAULT, vocab, export_dir)

@@ -63,7 +63,8 @@ def caption(loaded, signature, inputs):
 
 # A fresh interpreter that refuses to import img2txt (it is installed in the
 # venv, so -I alone would not stop it): loading must need TensorFlow only.
-# It gets the schema's names as its first argument.
+# It gets the schema's names as its first argument, and prints the attention
+# output only where the export has one.
 _LOAD_WITHOUT_IMG2TXT = """
 import json, sys
 
@@ -82,6 +83,7 @@ outputs = loaded.signatures[names['signature']](tf.constant(images))
 print(json.dumps({
     'captions': [[c.decode() for c in row] for row in outputs[names['captions']].numpy()],
     'log_probs': outputs[names['log_probs']].numpy().tolist(),
+    'attention': outputs[names['attention']].numpy().tolist() if names['attention'] in outputs else None,
     'shapes': {key: value.shape.as_list() for key, value in outputs.items()},
     'model_id': getattr(loaded, names['model_id']).numpy().decode(),
     'vocabulary': [t.decode() for t in getattr(loaded, names['vocabulary']).numpy()],
@@ -90,23 +92,34 @@ print(json.dumps({
 """
 
 
-def test_fresh_tensorflow_process_captions_jpeg_bytes(exported, loaded, photos, trained, tmp_path):
-    export_dir, model_id = exported
-    _, config, vocab = trained
+def caption_without_img2txt(export_dir, jpegs, tmp_path):
+    """Captions the JPEG files' bytes with the export's serving_default in a process that has TensorFlow only.
+
+    Returns its captions, log_probs and attention (None when the export has
+    no such output) as lists, the outputs' shapes, the model id and the
+    vocabulary it read, and whether img2txt got imported.
+    """
     paths = []
-    for name in CAPTIONS:
-        paths.append(tmp_path / f'{name}.jpg')
-        paths[-1].write_bytes(photos[name][0])
+    for i, data in enumerate(jpegs):
+        paths.append(tmp_path / f'{i}.jpg')
+        paths[-1].write_bytes(data)
     names = json.dumps({'signature': captioner.SERVING_DEFAULT, 'captions': captioner.CAPTIONS,
-                        'log_probs': captioner.LOG_PROBS, 'model_id': captioner.MODEL_ID,
-                        'vocabulary': captioner.VOCABULARY})
+                        'log_probs': captioner.LOG_PROBS, 'attention': captioner.ATTENTION,
+                        'model_id': captioner.MODEL_ID, 'vocabulary': captioner.VOCABULARY})
     process = subprocess.run(
         [sys.executable, '-I', '-c', _LOAD_WITHOUT_IMG2TXT, names, export_dir, *map(str, paths)],
         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert process.returncode == 0, process.stderr[-3000:]
-    result = json.loads(process.stdout.strip().splitlines()[-1])
+    return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+def test_fresh_tensorflow_process_captions_jpeg_bytes(exported, loaded, photos, trained, tmp_path):
+    export_dir, model_id = exported
+    _, config, vocab = trained
+    result = caption_without_img2txt(export_dir, [photos[name][0] for name in CAPTIONS], tmp_path)
 
     assert not result['img2txt_imported']
+    assert result['attention'] is None
     k = config.beam_size
     assert result['shapes'] == {captioner.CAPTIONS: [4, k], captioner.LOG_PROBS: [4, k], captioner.LENGTHS: [4, k]}
     assert [row[0] for row in result['captions']] == list(CAPTIONS.values())
@@ -134,6 +147,7 @@ def test_export_directory_contents(exported, loaded, trained, encoder):
     assert ModelConfig.from_dict(saved[captioner.CONFIG_MODEL]) == config
     assert saved[captioner.CONFIG_ENCODER][manifest.ENCODER_ID] == encoder.id
     assert saved[captioner.CONFIG_MAX_PIXELS] == DEFAULT_MAX_PIXELS
+    assert saved[captioner.CONFIG_DECODER] == captioner.DECODER_SHOW_AND_TELL
     assert getattr(loaded, captioner.ENCODER_ID).numpy().decode() == encoder.id
     assert getattr(loaded, captioner.MODEL_ID).numpy().decode() == model_id
     assert set(loaded.signatures) == {captioner.CAPTION_IMAGES, captioner.CAPTION_PIXELS,
