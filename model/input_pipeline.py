@@ -11,7 +11,8 @@ Each element is ``((features [B, D] float32, input_ids [B, T] int32),
 target_ids [B, T] int32)``: what ``ShowAndTell.call`` reads and what its
 logits are scored against (``show_and_tell.split_caption_ids``; padding is
 ``PAD_ID``, which ``masked_loss`` ignores). T is the longest caption of the
-batch plus one.
+batch plus one. With ``spatial``, the features are each image's spatial map
+``[B, L, D]`` instead (L = H * W grid cells), what ``ShowAttendAndTell`` reads.
 
 Training data is a pure function of the seed and the position in the run:
 epoch e lists its files and shuffles its examples with seeds derived from
@@ -66,6 +67,16 @@ def has_split(document, split):
     return split in document[manifest.SPLITS]
 
 
+def spatial_grid(document, data_dir):
+    """``(grid_cells, feature_dim)`` of the spatial maps a preprocess output's records hold.
+
+    Raises:
+      ValueError: the records hold no spatial maps (preprocess ran without --spatial-features).
+    """
+    height, width, channels = _spatial_shape(document, data_dir)
+    return height * width, channels
+
+
 def examples_per_epoch(document, split, captions_per_image):
     """Examples in one pass over ``split``: its captions ('all') or its images ('one')."""
     _check_mode(captions_per_image)
@@ -74,7 +85,7 @@ def examples_per_epoch(document, split, captions_per_image):
 
 
 def make_dataset(data_dir, split, batch_size, *, training, seed=0, captions_per_image='all', num_epochs=1,
-                 start_example=0, shuffle_window_size=4096):
+                 start_example=0, shuffle_window_size=4096, spatial=False):
     """Batches of one split of a preprocess output.
 
     Args:
@@ -95,13 +106,15 @@ def make_dataset(data_dir, split, batch_size, *, training, seed=0, captions_per_
         already trained on. Whole epochs are skipped for free; the rest of
         the epoch it falls in is read and dropped.
       shuffle_window_size: training examples are shuffled within windows of this many.
+      spatial: read each image's spatial map ``[L, D]`` instead of its pooled vector ``[D]``.
 
     Returns:
       A ``tf.data.Dataset`` of ``((features, input_ids), target_ids)``.
 
     Raises:
       FileNotFoundError: no manifest, or no shard files for the split.
-      ValueError: a bad manifest, an unknown split or a bad argument.
+      ValueError: a bad manifest, an unknown split, a bad argument, or
+        ``spatial`` when the records hold no spatial maps.
     """
     _check_mode(captions_per_image)
     if not (isinstance(batch_size, int) and batch_size > 0):
@@ -113,13 +126,26 @@ def make_dataset(data_dir, split, batch_size, *, training, seed=0, captions_per_
         raise FileNotFoundError(f'no {split} records in {data_dir}: nothing matches {pattern}')
     feature_dim = document[manifest.ENCODER][manifest.ENCODER_FEATURE_DIM]
     feature_dtype = document[manifest.FEATURE_DTYPE]
+    if spatial:
+        spatial_shape = _spatial_shape(document, data_dir)
+        spatial_dtype = document[manifest.SPATIAL_DTYPE]
+        feature_shape = list(spatial_grid(document, data_dir))
+    else:
+        spatial_shape = spatial_dtype = None
+        feature_shape = [feature_dim]
+
+    def parse(record):
+        parsed = training_records.parse(record, feature_dim, feature_dtype, spatial_shape, spatial_dtype)
+        # The rest of the pipeline reads 'features': the map replaces the vector, which is not needed.
+        if spatial:
+            parsed['features'] = parsed.pop('spatial')
+        return parsed
 
     def read(file_names):
         records = file_names.interleave(
             tf.data.TFRecordDataset, cycle_length=min(len(files), _MAX_PARALLEL_READS),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return records.map(lambda record: training_records.parse(record, feature_dim, feature_dtype),
-                           num_parallel_calls=tf.data.AUTOTUNE)
+        return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
     if training:
         per_epoch = examples_per_epoch(document, split, captions_per_image)
@@ -139,7 +165,7 @@ def make_dataset(data_dir, split, batch_size, *, training, seed=0, captions_per_
 
     framed = examples.map(_frame, num_parallel_calls=tf.data.AUTOTUNE)
     batches = framed.padded_batch(
-        batch_size, padded_shapes=([feature_dim], [None]),
+        batch_size, padded_shapes=(feature_shape, [None]),
         padding_values=(tf.constant(0, tf.float32), tf.constant(vocabulary.PAD_ID, tf.int32)))
     return batches.map(_inputs_and_targets, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -215,6 +241,15 @@ def _split(document, split):
     if split not in splits:
         raise ValueError(f'the preprocess output has no {split!r} split; it has {sorted(splits)}')
     return splits[split]
+
+
+def _spatial_shape(document, data_dir):
+    """The records' spatial map shape [H, W, C]; ValueError when they hold none."""
+    # Manifests written before spatial maps lack SPATIAL_DTYPE: their records hold none.
+    if document.get(manifest.SPATIAL_DTYPE) is None:
+        raise ValueError(f'{data_dir} has no spatial feature maps, which the attention decoder reads: '
+                         f'rerun preprocess with --spatial-features')
+    return document[manifest.ENCODER][manifest.ENCODER_SPATIAL_SHAPE]
 
 
 def _check_mode(captions_per_image):

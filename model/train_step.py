@@ -7,10 +7,16 @@ captions fall on replicas), gradients summed over replicas, clipped to a
 global norm, applied. Keras would clip each replica's part before summing
 them, which with several replicas is not the norm of the batch's gradient, so
 the optimizer itself does not clip.
+
+The attention decoder's doubly stochastic penalty joins the summed loss
+before that division (``ShowAttendAndTell.doubly_stochastic_loss_sum``). The
+loss a step reports, and validation's, is the words' cross-entropy alone, so
+that its perplexity is one and both decoders' losses compare.
 """
 import keras
 import tensorflow as tf
 
+from img2txt.model.attention import ShowAttendAndTell
 from img2txt.model.show_and_tell import masked_loss_sum
 
 
@@ -19,15 +25,15 @@ def make_train_step(strategy, model, optimizer, clip_norm, examples):
 
     Args:
       strategy: the ``tf.distribute`` strategy ``model`` and ``optimizer`` were built under.
-      model: a ``ShowAndTell``.
+      model: a ``ShowAndTell`` or a ``ShowAttendAndTell``.
       optimizer: a Keras optimizer that does not clip, or a ``LossScaleOptimizer`` wrapping one.
       clip_norm: the global norm the summed gradient is clipped to; 0 disables.
       examples: an int64 ``tf.Variable`` that the step adds its caption count to.
 
     Returns:
       ``train_step(iterator)``, taking a distributed dataset's iterator and
-      returning the batch's summed token loss, token count and caption count
-      (over all replicas).
+      returning the batch's summed token cross-entropy, token count and
+      caption count (over all replicas).
     """
     variables = model.trainable_variables
     num_replicas = strategy.num_replicas_in_sync
@@ -36,9 +42,9 @@ def make_train_step(strategy, model, optimizer, clip_norm, examples):
     def replica_step(inputs, target_ids):
         context = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
-            logits = model(inputs, training=True)
-            loss_sum, num_tokens = masked_loss_sum(target_ids, logits)
-            loss = tf.math.divide_no_nan(loss_sum, context.all_reduce(tf.distribute.ReduceOp.SUM, num_tokens))
+            loss_sum, num_tokens, penalty_sum = _training_loss_sums(model, inputs, target_ids)
+            loss = tf.math.divide_no_nan(loss_sum + penalty_sum,
+                                         context.all_reduce(tf.distribute.ReduceOp.SUM, num_tokens))
             scaled_loss = optimizer.scale_loss(loss)
         gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, tape.gradient(scaled_loss, variables))
         if clip_norm:
@@ -70,7 +76,7 @@ def make_validation(strategy, model, dataset):
 
     Args:
       strategy: the ``tf.distribute`` strategy ``model`` was built under.
-      model: a ``ShowAndTell``.
+      model: a ``ShowAndTell`` or a ``ShowAttendAndTell``.
       dataset: a ``tf.data.Dataset`` of ``((features, input_ids), target_ids)`` batches.
     """
     distributed = strategy.experimental_distribute_dataset(dataset)
@@ -88,6 +94,19 @@ def make_validation(strategy, model, dataset):
         return loss_sum, num_tokens
 
     return validate
+
+
+def _training_loss_sums(model, inputs, target_ids):
+    """A training forward pass: the summed token cross-entropy, the token count, the summed penalty.
+
+    The penalty is the attention decoder's doubly stochastic term; Show and Tell has none (0).
+    """
+    if isinstance(model, ShowAttendAndTell):
+        logits, attention = model(inputs, training=True, return_attention=True)
+        penalty_sum = model.doubly_stochastic_loss_sum(target_ids, attention)
+    else:
+        logits, penalty_sum = model(inputs, training=True), tf.constant(0.0)
+    return (*masked_loss_sum(target_ids, logits), penalty_sum)
 
 
 def _scale(gradient, factor):

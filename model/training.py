@@ -1,4 +1,4 @@
-"""Training of the Show-and-Tell model: a custom loop under a ``tf.distribute`` strategy.
+"""Training of a caption model (``decoders``): a custom loop under a ``tf.distribute`` strategy.
 
     preprocess output ──input_pipeline──▶ train step ──▶ checkpoints, TensorBoard, validation ──▶ export
 
@@ -25,14 +25,14 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from img2txt.model import checkpoints, distribution, export as captioner_export, input_pipeline, train_step
-from img2txt.model.config import ModelConfig, TrainingConfig
-from img2txt.model.show_and_tell import ShowAndTell, build_optimizer
+from img2txt.model import checkpoints, decoders, distribution, export as captioner_export, input_pipeline, train_step
+from img2txt.model.config import TrainingConfig
+from img2txt.model.show_and_tell import build_optimizer
 from img2txt.schemas import manifest, training_run
 
 VALIDATION_SPLIT = 'val'
-# ModelConfig fields that the training data decides, not the user.
-DATA_MODEL_FIELDS = ('vocab_size', 'feature_dim')
+# Model config fields that the training data decides, not the user (grid_cells: the attention decoder's).
+DATA_MODEL_FIELDS = ('vocab_size', 'feature_dim', 'grid_cells')
 
 # tf.summary.scalar lives in the tensorboard package, which TensorFlow no
 # longer installs; this is the record it writes, which TensorBoard reads as a scalar.
@@ -67,18 +67,22 @@ class TrainResult:
     model: keras.Model = dataclasses.field(repr=False)
 
 
-def train(data_dir, model_dir, model_options=None, training_config=None, *, strategy=None, mixed_precision=False,
-          export=True, log=_log.info):
-    """Trains (or goes on training) a Show-and-Tell model on a preprocess output.
+def train(data_dir, model_dir, model_options=None, training_config=None, *, decoder=training_run.SHOW_AND_TELL,
+          strategy=None, mixed_precision=False, export=True, log=_log.info):
+    """Trains (or goes on training) a caption model on a preprocess output.
 
     Args:
       data_dir: the preprocess output (local or gs://).
       model_dir: where checkpoints, logs, the config and the export go
         (local or gs://). If it holds checkpoints, training resumes from the
         latest.
-      model_options: ``ModelConfig`` fields other than ``DATA_MODEL_FIELDS``
-        (which come from the data's manifest), as a dict.
+      model_options: fields of the decoder's config (``decoders.config_class``)
+        other than ``DATA_MODEL_FIELDS`` (which come from the data's
+        manifest), as a dict.
       training_config: a ``TrainingConfig``; default ``TrainingConfig()``.
+      decoder: 'show_and_tell' (reads the pooled feature vectors) or
+        'attention' (reads the spatial maps, which preprocess stores with
+        --spatial-features); ``training_run.DECODERS``.
       strategy: 'default', 'mirrored' or None (see ``distribution.make_strategy``).
       mixed_precision: compute in 16 bits, keep weights in 32 (``distribution.precision_policy``).
       export: export the captioner when training ends (not when interrupted).
@@ -89,15 +93,17 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, stra
 
     Raises:
       FileNotFoundError: ``data_dir`` is not a preprocess output.
-      ValueError: bad options, or ``model_dir`` holds checkpoints of a model
-        of another shape, optimizer or encoder.
+      ValueError: bad options, data without the spatial maps the attention
+        decoder reads, or ``model_dir`` holds checkpoints of another decoder
+        or of a model of another shape, optimizer or encoder.
     """
     config = training_config or TrainingConfig()
     document = input_pipeline.read_manifest(data_dir)
-    model_config = _model_config(document, model_options or {})
+    model_config = _model_config(document, data_dir, decoder, model_options or {})
+    spatial = decoders.reads_spatial_features(decoder)
     strategy = distribution.make_strategy(strategy)
     policy = distribution.precision_policy(mixed_precision)
-    run_config = checkpoints.run_config(data_dir, document, model_config, config, strategy, policy)
+    run_config = checkpoints.run_config(data_dir, document, decoder, model_config, config, strategy, policy)
     checkpoint_dir = tf.io.gfile.join(model_dir, training_run.CHECKPOINT_DIR)
     if tf.train.latest_checkpoint(checkpoint_dir):
         checkpoints.check_resumable(model_dir, run_config)
@@ -107,7 +113,7 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, stra
     keras.utils.set_random_seed(config.seed)
     examples_per_epoch = input_pipeline.examples_per_epoch(document, 'train', config.captions_per_image)
     with strategy.scope(), distribution.dtype_policy(policy):
-        model = ShowAndTell(model_config)
+        model = decoders.build_model(decoder, model_config)
         optimizer = _build_optimizer(config, examples_per_epoch / config.batch_size, policy)
         optimizer.build(model.trainable_variables)
     # Training examples consumed so far: where the data stream resumes.
@@ -123,12 +129,12 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, stra
     dataset = input_pipeline.make_dataset(
         data_dir, 'train', config.batch_size, training=True, seed=config.seed,
         captions_per_image=config.captions_per_image, num_epochs=config.num_epochs,
-        start_example=int(examples.numpy()), shuffle_window_size=config.shuffle_window_size)
+        start_example=int(examples.numpy()), shuffle_window_size=config.shuffle_window_size, spatial=spatial)
     run_step = train_step.make_train_step(strategy, model, optimizer, config.clip_gradients, examples)
     validate = None
     if input_pipeline.has_split(document, VALIDATION_SPLIT):
         validate = train_step.make_validation(strategy, model, input_pipeline.make_dataset(
-            data_dir, VALIDATION_SPLIT, config.batch_size, training=False))
+            data_dir, VALIDATION_SPLIT, config.batch_size, training=False, spatial=spatial))
 
     total_steps = math.ceil(config.num_epochs * examples_per_epoch / config.batch_size)
     if config.max_steps is not None:
@@ -169,13 +175,21 @@ def export_model(model, model_config, document, data_dir, export_dir):
         export_dir, encoder_weights=document[manifest.OPTIONS].get('encoder_weights'))
 
 
-def _model_config(document, options):
-    """The ModelConfig: the user's options plus the vocabulary size and feature dim of the data."""
+def _model_config(document, data_dir, decoder, options):
+    """The decoder's config: the user's options plus the sizes the data decides.
+
+    Those are the vocabulary size and the feature dim, and for attention the
+    grid cells, all of the spatial maps.
+    """
     given = sorted(set(options) & set(DATA_MODEL_FIELDS))
     if given:
         raise ValueError(f'{given} come from the training data\'s manifest and cannot be set')
-    return ModelConfig(vocab_size=document[manifest.VOCABULARY][manifest.VOCABULARY_SIZE],
-                       feature_dim=document[manifest.ENCODER][manifest.ENCODER_FEATURE_DIM], **options)
+    data_fields = {'vocab_size': document[manifest.VOCABULARY][manifest.VOCABULARY_SIZE]}
+    if decoders.reads_spatial_features(decoder):
+        data_fields['grid_cells'], data_fields['feature_dim'] = input_pipeline.spatial_grid(document, data_dir)
+    else:
+        data_fields['feature_dim'] = document[manifest.ENCODER][manifest.ENCODER_FEATURE_DIM]
+    return decoders.config_class(decoder).from_dict({**options, **data_fields})
 
 
 def _random_state(model):

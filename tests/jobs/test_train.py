@@ -12,7 +12,7 @@ import tensorflow as tf
 import yaml
 
 from img2txt.jobs import cli, vertex
-from img2txt.model import export
+from img2txt.model import export, training
 from img2txt.schemas import captioner, training_run
 from training_data import random_images, write_training_data
 
@@ -32,9 +32,30 @@ def test_help_lists_model_and_training_flags(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for flag in ('--data', '--model-dir', '--strategy', '--mixed-precision', '--lstm-units', '--beam-size',
-                 '--batch-size', '--optimizer', '--max-steps', '--captions-per-image', '--checkpoint-every-steps'):
+                 '--batch-size', '--optimizer', '--max-steps', '--captions-per-image', '--checkpoint-every-steps',
+                 '--decoder', '--attention-units', '--gate', '--no-gate', '--doubly-stochastic-weight'):
         assert flag in out
-    assert '--vocab-size' not in out and '--feature-dim' not in out
+    assert '--vocab-size' not in out and '--feature-dim' not in out and '--grid-cells' not in out
+
+
+def test_attention_flags_map_onto_its_config(tmp_path, monkeypatch, capsys):
+    # Export of the attention model is model.export's (tested there): stood in for here.
+    exported = []
+    monkeypatch.setattr(training, 'export_model',
+                        lambda model, model_config, *args: exported.append(model_config) or 'attention@1')
+    data_dir = write_training_data(tmp_path / 'data', {'train': random_images(4, 1, feature_dim=8, grid=(2, 3))})
+    model_dir = tmp_path / 'model'
+    assert cli.main(['train', '--decoder', 'attention', '--data', data_dir, '--model-dir', str(model_dir),
+                     '--max-steps', '2', '--attention-units', '8', '--no-gate', '--doubly-stochastic-weight', '0.5',
+                     *TINY_FLAGS]) == 0
+    saved = json.loads((model_dir / training_run.CONFIG_FILE).read_text())
+    assert saved[training_run.DECODER] == training_run.ATTENTION
+    model = saved[training_run.MODEL]
+    assert (model['attention_units'], model['gate'], model['doubly_stochastic_weight']) == (8, False, 0.5)
+    assert (model['grid_cells'], model['feature_dim'], model['lstm_units']) == (6, 8, 16)
+    assert [c.to_dict() for c in exported] == [model]
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index('{'):])['model_id'] == 'attention@1'
 
 
 def test_short_run_exports_a_working_captioner(data, tmp_path, capsys):
@@ -66,6 +87,16 @@ def test_user_errors_are_one_line(data, tmp_path, capsys):
     assert 'batch_size must be a positive integer' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(['train', '--data', data_dir, '--model-dir', str(tmp_path / 'm'), '--optimizer', 'rmsprop'])
+    capsys.readouterr()  # argparse's usage message
+    assert cli.main(['train', '--decoder', 'attention', '--data', data_dir, '--model-dir', str(tmp_path / 'm')]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f'img2txt train: error: {data_dir} has no spatial feature maps, which the attention decoder reads: '
+        f'rerun preprocess with --spatial-features')
+    assert cli.main(['train', '--data', data_dir, '--model-dir', str(tmp_path / 'm'), '--attention-units', '8',
+                     '--no-gate']) == 2
+    assert capsys.readouterr().err.strip() == (
+        'img2txt train: error: --attention-units, --gate: not an option of --decoder show_and_tell')
+    assert not (tmp_path / 'm').exists()
 
 
 def test_sigterm_stops_with_a_checkpoint(data, tmp_path):

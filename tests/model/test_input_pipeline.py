@@ -105,6 +105,25 @@ def test_float16_records(tmp_path):
     assert collections.Counter(got) == expected
 
 
+@pytest.mark.parametrize('spatial_dtype', ['float32', 'float16'])
+def test_spatial_maps_replace_the_vectors(tmp_path, spatial_dtype):
+    images = random_images(5, 2, feature_dim=4, grid=(2, 3))
+    data = write_training_data(tmp_path, {'train': images}, spatial_dtype=spatial_dtype)
+    assert input_pipeline.spatial_grid(input_pipeline.read_manifest(data), data) == (6, 4)
+    # Each caption's image map as stored: one row per grid cell, row-major.
+    maps = {tuple(c): f.astype(spatial_dtype).astype(np.float32).reshape(6, 4) for _, f, cs in images for c in cs}
+    found = batches(input_pipeline.make_dataset(data, 'train', 4, training=True, spatial=True, num_epochs=2))
+    assert [f.shape for f, _, _ in found] == [(4, 6, 4)] * 5
+    for features, _, target_ids in found:
+        for cells, targets in zip(features, target_ids):
+            words = [int(w) for w in targets]
+            np.testing.assert_array_equal(cells, maps[tuple(words[:words.index(END_ID)])])
+    # Without spatial, the same records give the pooled vectors.
+    pooled = examples(input_pipeline.make_dataset(data, 'train', 10, training=False))
+    assert collections.Counter(pooled) == collections.Counter(
+        (tuple(np.round(f.mean(axis=(0, 1)), 4)), tuple(c)) for _, f, cs in images for c in cs)
+
+
 def test_manifest_helpers(data):
     document = input_pipeline.read_manifest(data)
     assert input_pipeline.examples_per_epoch(document, 'train', 'all') == 30
@@ -121,6 +140,8 @@ def test_clear_errors(data, tmp_path):
         input_pipeline.make_dataset(data, 'test', 4, training=False)
     with pytest.raises(ValueError, match='captions_per_image'):
         input_pipeline.make_dataset(data, 'train', 4, training=True, captions_per_image='some')
+    with pytest.raises(ValueError, match=f'^{data} has no spatial feature maps, .*--spatial-features$'):
+        input_pipeline.make_dataset(data, 'train', 4, training=True, spatial=True)
 
     document = input_pipeline.read_manifest(data)
     (tmp_path / manifest.FILE_NAME).write_text(json.dumps({**document, manifest.JOB: 'caption'}))

@@ -6,16 +6,22 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from img2txt.model import beam_search, distribution, training
-from img2txt.model.config import TrainingConfig
+from img2txt.model import beam_search, distribution, input_pipeline, training
+from img2txt.model.attention import ShowAttendAndTell
+from img2txt.model.config import AttentionConfig, TrainingConfig
+from img2txt.model.show_and_tell import masked_loss_sum
 from img2txt.schemas import manifest, training_run
 from training_data import random_images, write_training_data
 
 TINY = dict(embedding_size=16, lstm_units=16)
+# Per decoder: tiny model options, and the model's recurrent layer (whose dtype policy shows the precision).
+TINY_OPTIONS = {training_run.SHOW_AND_TELL: TINY, training_run.ATTENTION: dict(TINY, attention_units=8)}
+RECURRENT_LAYER = {training_run.SHOW_AND_TELL: 'lstm', training_run.ATTENTION: 'lstm_cell'}
 
 
 def scalars(model_dir, split):
@@ -132,8 +138,12 @@ def test_export_gets_the_checkpointed_model(overfit):
 
 @pytest.fixture(scope='module')
 def resumable(tmp_path_factory):
-    """8 images with 2 captions each, one caption per epoch, batches of 3 (epochs end mid-batch)."""
-    return write_training_data(tmp_path_factory.mktemp('resumable'), {'train': random_images(8, 2, feature_dim=16)})
+    """8 images with 2 captions each, one caption per epoch, batches of 3 (epochs end mid-batch).
+
+    The records hold 2x2 spatial maps and their means: data for either decoder.
+    """
+    return write_training_data(tmp_path_factory.mktemp('resumable'),
+                               {'train': random_images(8, 2, feature_dim=16, grid=(2, 2))})
 
 
 # SGD at im2txt's rate halves every int(8 / 3 * 1) = 2 steps; dropout is on.
@@ -141,14 +151,19 @@ RESUME_CONFIG = dict(batch_size=3, captions_per_image='one', num_epochs_per_deca
                      checkpoint_every_steps=2, log_every_steps=1, seed=7)
 
 
-def test_resumed_run_continues_the_schedule_and_ends_like_an_uninterrupted_one(resumable, tmp_path, exports):
+@pytest.mark.parametrize('decoder', training_run.DECODERS)
+def test_resumed_run_continues_the_schedule_and_ends_like_an_uninterrupted_one(resumable, tmp_path, exports,
+                                                                              decoder):
+    def train(model_dir, max_steps, **options):
+        return training.train(resumable, model_dir, TINY_OPTIONS[decoder],
+                              TrainingConfig(max_steps=max_steps, **RESUME_CONFIG), decoder=decoder, **options)
+
     interrupted = str(tmp_path / 'interrupted')
-    first = training.train(resumable, interrupted, TINY, TrainingConfig(max_steps=5, **RESUME_CONFIG))
+    first = train(interrupted, 5)
     assert (first.step, first.start_step) == (5, 0)
     assert tf.train.latest_checkpoint(checkpoint_dir(interrupted)).endswith(f'{training_run.CHECKPOINT_PREFIX}-5')
     lines = []
-    resumed = training.train(resumable, interrupted, TINY, TrainingConfig(max_steps=9, **RESUME_CONFIG),
-                             log=lines.append)
+    resumed = train(interrupted, 9, log=lines.append)
     assert (resumed.step, resumed.start_step) == (9, 5)
     assert lines[0].startswith('resuming from step 5 (')
     rates = scalars(interrupted, training_run.TRAIN_LOGS)[training_run.LEARNING_RATE]
@@ -158,13 +173,12 @@ def test_resumed_run_continues_the_schedule_and_ends_like_an_uninterrupted_one(r
     assert [e[2] for e in exports] == [os.path.join(interrupted, training_run.EXPORT_DIR, '5'),
                                        os.path.join(interrupted, training_run.EXPORT_DIR, '9')]
 
-    straight = training.train(resumable, str(tmp_path / 'straight'), TINY, TrainingConfig(max_steps=9, **RESUME_CONFIG))
+    straight = train(str(tmp_path / 'straight'), 9)
     # Same data, same dropout masks, same updates: bit for bit on a CPU.
     for a, b in zip(weights(resumed.model), weights(straight.model)):
         np.testing.assert_array_equal(a, b)
 
-    mirrored = training.train(resumable, str(tmp_path / 'mirrored'), TINY, TrainingConfig(max_steps=9, **RESUME_CONFIG),
-                              strategy='mirrored')
+    mirrored = train(str(tmp_path / 'mirrored'), 9, strategy='mirrored')
     assert saved_config(tmp_path / 'mirrored')[training_run.STRATEGY] == {
         training_run.STRATEGY_NAME: 'MirroredStrategy', training_run.STRATEGY_REPLICAS: 1}
     assert mirrored.train_loss == pytest.approx(straight.train_loss, rel=1e-5)
@@ -184,19 +198,47 @@ def test_refuses_to_resume_another_model(resumable, tmp_path, exports):
         training.train(resumable, str(tmp_path / 'other'), {'vocab_size': 30})
     with pytest.raises(FileNotFoundError, match='has no manifest.json'):
         training.train(str(tmp_path / 'nowhere'), model_dir)
+    with pytest.raises(ValueError, match=r'holds checkpoints of the show_and_tell decoder, not attention: .*'
+                                         r'--decoder show_and_tell'):
+        training.train(resumable, model_dir, TINY, TrainingConfig(max_steps=2, **RESUME_CONFIG),
+                       decoder='attention')
+    with pytest.raises(ValueError, match=r"unknown ModelConfig fields \['attention_units'\]"):
+        training.train(resumable, str(tmp_path / 'other'), TINY_OPTIONS['attention'])
+    with pytest.raises(ValueError, match=r"\['grid_cells'\] come from the training data"):
+        training.train(resumable, str(tmp_path / 'other'), {'grid_cells': 4}, decoder='attention')
 
 
+def test_attention_resume_checks_its_own_sizes(resumable, tmp_path, exports):
+    model_dir = str(tmp_path / 'model')
+    options = TINY_OPTIONS['attention']
+    training.train(resumable, model_dir, options, TrainingConfig(max_steps=1, **RESUME_CONFIG), decoder='attention')
+    with pytest.raises(ValueError, match=r'another model \(model.attention_units 8 -> 4; model.gate True -> False\)'):
+        training.train(resumable, model_dir, {**options, 'attention_units': 4, 'gate': False},
+                       TrainingConfig(max_steps=2, **RESUME_CONFIG), decoder='attention')
+    with pytest.raises(ValueError, match=r'holds checkpoints of the attention decoder, not show_and_tell'):
+        training.train(resumable, model_dir, TINY, TrainingConfig(max_steps=2, **RESUME_CONFIG))
+
+
+def test_attention_needs_spatial_maps(overfit, tmp_path):
+    _, _, pooled_only, _, _ = overfit
+    with pytest.raises(ValueError, match=r'^\S+ has no spatial feature maps, .*: rerun preprocess with '
+                                         r'--spatial-features$'):
+        training.train(pooled_only, str(tmp_path / 'model'), decoder='attention')
+    assert not os.path.exists(tmp_path / 'model')
+
+
+@pytest.mark.parametrize('decoder', training_run.DECODERS)
 @pytest.mark.parametrize('policy', ['mixed_bfloat16', 'mixed_float16'])
-def test_mixed_precision(resumable, tmp_path, exports, monkeypatch, policy):
+def test_mixed_precision(resumable, tmp_path, exports, monkeypatch, policy, decoder):
     # Without a GPU train picks bfloat16; float16 with loss scaling (the GPU choice) also runs on a CPU.
     monkeypatch.setattr(distribution, 'precision_policy', lambda mixed_precision: policy)
-    result = training.train(resumable, str(tmp_path / 'model'), TINY, TrainingConfig(max_steps=4, **RESUME_CONFIG),
-                            mixed_precision=True)
-    assert result.model.lstm.compute_dtype == policy.split('_')[1]
+    result = training.train(resumable, str(tmp_path / 'model'), TINY_OPTIONS[decoder],
+                            TrainingConfig(max_steps=4, **RESUME_CONFIG), decoder=decoder, mixed_precision=True)
+    assert getattr(result.model, RECURRENT_LAYER[decoder]).compute_dtype == policy.split('_')[1]
     assert all(v.dtype == 'float32' for v in result.model.trainable_variables)
     assert np.isfinite(result.train_loss)
     [(exported, _, _)] = exports
-    assert exported.lstm.compute_dtype == 'float32'
+    assert getattr(exported, RECURRENT_LAYER[decoder]).compute_dtype == 'float32'
     assert saved_config(tmp_path / 'model')[training_run.PRECISION_POLICY] == policy
 
 
@@ -214,12 +256,14 @@ _TWO_REPLICAS = textwrap.dedent('''
     from img2txt.model import training
     from img2txt.model.config import TrainingConfig
     from img2txt.schemas import training_run
-    data, model_dir = sys.argv[1:]
-    options = dict(embedding_size=16, lstm_units=16, lstm_dropout_keep_prob=1.0)
+    data, model_dir, decoder, options = sys.argv[1:]
+    options = dict(json.loads(options), lstm_dropout_keep_prob=1.0)
     for clip in (0.0, 0.01):
         config = TrainingConfig(batch_size=5, max_steps=3, clip_gradients=clip, learning_rate=1.0, seed=3)
-        one = training.train(data, f'{model_dir}/one{clip}', options, config, strategy='default', export=False)
-        two = training.train(data, f'{model_dir}/two{clip}', options, config, strategy='mirrored', export=False)
+        one = training.train(data, f'{model_dir}/one{clip}', options, config, decoder=decoder, strategy='default',
+                             export=False)
+        two = training.train(data, f'{model_dir}/two{clip}', options, config, decoder=decoder, strategy='mirrored',
+                             export=False)
         saved = json.load(open(f'{model_dir}/two{clip}/{training_run.CONFIG_FILE}'))
         assert saved[training_run.STRATEGY][training_run.STRATEGY_REPLICAS] == 2
         for a, b in zip(one.model.weights, two.model.weights):
@@ -228,7 +272,77 @@ _TWO_REPLICAS = textwrap.dedent('''
 ''')
 
 
-def test_two_replicas_train_like_one(resumable, tmp_path):
-    result = subprocess.run([sys.executable, '-c', _TWO_REPLICAS, resumable, str(tmp_path)],
-                            capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize('decoder', training_run.DECODERS)
+def test_two_replicas_train_like_one(resumable, tmp_path, decoder):
+    result = subprocess.run([sys.executable, '-c', _TWO_REPLICAS, resumable, str(tmp_path), decoder,
+                             json.dumps(TINY_OPTIONS[decoder])], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and 'same weights' in result.stdout, result.stderr[-3000:]
+
+
+@pytest.fixture(scope='module')
+def attention_run(tmp_path_factory):
+    """An attention model trained on 8 images' 3x3 maps; the val split is the same images."""
+    root = tmp_path_factory.mktemp('attention')
+    images = random_images(8, 1, feature_dim=8, grid=(3, 3))
+    data = write_training_data(root / 'data', {'train': images, 'val': images}, spatial_dtype='float16')
+    config = TrainingConfig(batch_size=8, optimizer='adam', learning_rate=0.01, num_epochs=60,
+                            log_every_steps=10, validation_every_steps=30, checkpoint_every_steps=30)
+    lines, calls = [], []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, 'export_model', lambda *args: calls.append(args) or 'attention@000000000001')
+        result = training.train(data, str(root / 'model'), dict(TINY, attention_units=16), config,
+                                decoder='attention', log=lines.append)
+    return result, str(root / 'model'), lines, calls
+
+
+def test_attention_training_learns_and_writes_its_run(attention_run):
+    result, model_dir, lines, calls = attention_run
+    assert result.step == 60 and isinstance(result.model, ShowAttendAndTell)
+    train = scalars(model_dir, training_run.TRAIN_LOGS)[training_run.LOSS]
+    assert sorted(train) == [10, 20, 30, 40, 50, 60]
+    assert train[60] < 0.5 * train[10]
+    val = scalars(model_dir, training_run.VALIDATION_LOGS)[training_run.LOSS]
+    assert sorted(val) == [30, 60] and val[60] == pytest.approx(result.val_loss, rel=1e-6)
+    assert result.val_loss < train[10]
+    assert any(line.startswith('validation at step 60: loss ') for line in lines)
+
+    saved = saved_config(model_dir)
+    assert saved[training_run.DECODER] == training_run.ATTENTION
+    model = saved[training_run.MODEL]
+    assert (model['grid_cells'], model['feature_dim'], model['vocab_size']) == (9, 8, 20)
+    assert model['attention_units'] == 16 and model['gate'] is True
+    assert AttentionConfig.from_dict(model) == result.model.config
+    assert [os.path.basename(p) for p in sorted(glob.glob(os.path.join(checkpoint_dir(model_dir), '*.index')))] == [
+        f'{training_run.CHECKPOINT_PREFIX}-{step}.index' for step in (30, 60)]
+
+    # Export gets the checkpoint rebuilt as the attention model, with its AttentionConfig.
+    [(exported, model_config, _, _, export_dir)] = calls
+    assert isinstance(exported, ShowAttendAndTell) and model_config == result.model.config
+    assert export_dir == os.path.join(model_dir, training_run.EXPORT_DIR, '60')
+    for restored, trained in zip(weights(exported), weights(result.model)):
+        np.testing.assert_array_equal(restored, trained)
+
+
+def test_attention_step_minimises_cross_entropy_plus_doubly_stochastic_penalty(resumable, tmp_path):
+    # One SGD step on the whole split at rate 1, without dropout or clipping: the weights move by
+    # minus the gradient of (cross-entropy sum + penalty sum) / tokens, computed here independently.
+    options = dict(TINY_OPTIONS['attention'], lstm_dropout_keep_prob=1.0, doubly_stochastic_weight=3.0)
+    config = TrainingConfig(batch_size=8, max_steps=1, captions_per_image='one', learning_rate=1.0,
+                            clip_gradients=0.0, seed=5)
+    result = training.train(resumable, str(tmp_path / 'model'), options, config, decoder='attention', export=False)
+
+    keras.utils.set_random_seed(config.seed)
+    model = ShowAttendAndTell(result.model.config)
+    [((features, input_ids), target_ids)] = input_pipeline.make_dataset(
+        resumable, 'train', 8, training=True, seed=config.seed, captions_per_image='one', spatial=True).take(1)
+    with tf.GradientTape() as tape:
+        logits, attention = model((features, input_ids), return_attention=True)
+        loss_sum, num_tokens = masked_loss_sum(target_ids, logits)
+        penalty = model.doubly_stochastic_loss_sum(target_ids, attention)
+        loss = (loss_sum + penalty) / num_tokens
+    assert float(penalty) > 0.01 * float(loss_sum)  # Large enough to show in the step.
+    gradients = tape.gradient(loss, model.trainable_variables)
+    trained = {v.path: v.numpy() for v in result.model.trainable_variables}
+    for variable, gradient in zip(model.trainable_variables, gradients):
+        np.testing.assert_allclose(trained[variable.path], variable.numpy() - tf.convert_to_tensor(gradient).numpy(),
+                                   rtol=1e-4, atol=1e-6, err_msg=variable.path)
