@@ -58,10 +58,19 @@ def test_attention_flags_map_onto_its_config(tmp_path, monkeypatch, capsys):
     assert json.loads(out[out.index('{'):])['model_id'] == 'attention@1'
 
 
-def test_short_run_exports_a_working_captioner(data, tmp_path, capsys):
-    data_dir, images = data
+@pytest.fixture(scope='module')
+def attention_data(tmp_path_factory):
+    """Spatial maps shaped as the default encoder's (7x7x1280), so the trained attention model exports with it."""
+    images = random_images(6, 2, feature_dim=1280, grid=(7, 7))
+    return write_training_data(tmp_path_factory.mktemp('attention-data'), {'train': images, 'val': images[:2]}), [
+        (image_id, features.reshape(-1, features.shape[-1]), captions) for image_id, features, captions in images]
+
+
+@pytest.mark.parametrize('decoder, data_fixture', [('show_and_tell', 'data'), ('attention', 'attention_data')])
+def test_short_run_exports_a_working_captioner(decoder, data_fixture, request, tmp_path, capsys):
+    data_dir, images = request.getfixturevalue(data_fixture)
     model_dir = str(tmp_path / 'model')
-    assert cli.main(['train', '--data', data_dir, '--model-dir', model_dir, '--max-steps', '4',
+    assert cli.main(['train', '--decoder', decoder, '--data', data_dir, '--model-dir', model_dir, '--max-steps', '4',
                      '--log-every-steps', '2', '--optimizer', 'adam', *TINY_FLAGS]) == 0
     out = capsys.readouterr().out
     assert 'step 2/4 (epoch 0.67): loss ' in out and 'validation at step 4: loss ' in out
@@ -69,6 +78,7 @@ def test_short_run_exports_a_working_captioner(data, tmp_path, capsys):
     assert summary['step'] == 4 and summary['interrupted_by'] is None and summary['val_loss'] > 0
     assert summary['export_dir'] == os.path.join(model_dir, training_run.EXPORT_DIR, '4')
     assert open(os.path.join(summary['export_dir'], captioner.MODEL_ID_FILE)).read().strip() == summary['model_id']
+    assert summary['model_id'].startswith(f'{decoder}@')
 
     loaded = export.load_captioner(summary['export_dir'])
     features = np.stack([f for _, f, _ in images[:3]])
