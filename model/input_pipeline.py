@@ -73,7 +73,7 @@ def spatial_grid(document, data_dir):
     Raises:
       ValueError: the records hold no spatial maps (preprocess ran without --spatial-features).
     """
-    height, width, channels = _spatial_shape(document, data_dir)
+    height, width, channels = spatial_map_shape(document, data_dir)
     return height * width, channels
 
 
@@ -127,7 +127,7 @@ def make_dataset(data_dir, split, batch_size, *, training, seed=0, captions_per_
     feature_dim = document[manifest.ENCODER][manifest.ENCODER_FEATURE_DIM]
     feature_dtype = document[manifest.FEATURE_DTYPE]
     if spatial:
-        spatial_shape = _spatial_shape(document, data_dir)
+        spatial_shape = spatial_map_shape(document, data_dir)
         spatial_dtype = document[manifest.SPATIAL_DTYPE]
         feature_shape = list(spatial_grid(document, data_dir))
     else:
@@ -243,7 +243,7 @@ def _split(document, split):
     return splits[split]
 
 
-def _spatial_shape(document, data_dir):
+def spatial_map_shape(document, data_dir):
     """The records' spatial map shape [H, W, C]; ValueError when they hold none."""
     # Manifests written before spatial maps lack SPATIAL_DTYPE: their records hold none.
     if document.get(manifest.SPATIAL_DTYPE) is None:

@@ -26,10 +26,10 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 
-from img2txt.model import evaluation, storage
+from img2txt.model import evaluation, input_pipeline, storage
 from img2txt.model.captioner import DEFAULT_BATCH_SIZE, Captioner
 from img2txt.pipelines import datasets, image_decoding
-from img2txt.schemas import evaluation as schema, manifest, training_records
+from img2txt.schemas import captioner as captioner_schema, evaluation as schema, manifest, training_records
 
 # How many unscored images metrics.json names (it counts all of them).
 _NAMED_FAILURES = 100
@@ -79,10 +79,15 @@ def _preprocessed(config, captioner, beam_args):
                                       beam_args, **options)
     images = [image for image in images if image.split == config.split]
     paths = FileSystems.match([FileSystems.join(config.data, split[manifest.SPLIT_PATTERN])])[0].metadata_list
+    # An attention captioner reads each image's spatial map, which preprocess stores with --spatial-features.
+    spatial = captioner.decoder == captioner_schema.DECODER_ATTENTION
+    spatial_shape = input_pipeline.spatial_map_shape(document, config.data) if spatial else None
     records = tf.data.TFRecordDataset(sorted(m.path for m in paths)).map(
         lambda serialized: training_records.parse(serialized, encoder[manifest.ENCODER_FEATURE_DIM],
-                                                  document[manifest.FEATURE_DTYPE]))
-    features = {r['image_id'].numpy().decode('utf-8'): r['features'].numpy() for r in records}
+                                                  document[manifest.FEATURE_DTYPE], spatial_shape,
+                                                  document.get(manifest.SPATIAL_DTYPE)))
+    key = 'spatial' if spatial else 'features'
+    features = {r['image_id'].numpy().decode('utf-8'): r[key].numpy() for r in records}
     found = [image for image in images if image.image_id in features]
     failures = [(image.image_id, 'no record in the preprocess output (it failed there)')
                 for image in images if image.image_id not in features]

@@ -5,11 +5,11 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from captioner_data import CAPTIONS, encoded, photo
+from captioner_data import CAPTIONS, encoded, photo, train_and_export
 from img2txt.jobs import cli
 from img2txt.model import evaluation
 from img2txt.pipelines import evaluate, preprocess
-from img2txt.schemas import evaluation as schema
+from img2txt.schemas import captioner, evaluation as schema
 
 # Reference captions per photo: the one the model learnt, and another way to say it.
 REFERENCES = {name: [caption, f'a photo of {caption}'] for name, caption in CAPTIONS.items()}
@@ -82,6 +82,21 @@ def test_evaluate_from_a_preprocess_output_gives_the_same_captions(model, datase
     rows = pq.read_table(os.path.join(tmp_path, 'eval', schema.IMAGES_FILE)).to_pylist()
     assert {row[schema.IMAGE_ID]: row[schema.CAPTION] for row in rows} == {
         f'{name}-test.jpg': caption for name, caption in CAPTIONS.items()}
+
+
+def test_an_attention_captioner_evaluates_from_the_stored_spatial_maps(dataset, tmp_path):
+    captions, images = dataset
+    export_dir = str(tmp_path / 'attention')
+    train_and_export(export_dir, decoder=captioner.DECODER_ATTENTION)
+    data = str(tmp_path / 'data')
+    preprocess.run_config(preprocess.PreprocessConfig(dataset='jsonl', captions=captions, images=images, output=data,
+                                                      min_word_count=1, spatial_features=True))
+    document = evaluate.run_config(evaluate.EvaluateConfig(model=export_dir, output=str(tmp_path / 'eval'), data=data,
+                                                           meteor=False))
+    rows = pq.read_table(os.path.join(tmp_path, 'eval', schema.IMAGES_FILE)).to_pylist()
+    assert {row[schema.IMAGE_ID]: row[schema.CAPTION] for row in rows} == {
+        f'{name}-test.jpg': caption for name, caption in CAPTIONS.items()}
+    assert document[schema.SUBSETS]['all']['BLEU-4'] == pytest.approx(1.0)
 
 
 def test_bad_options_are_one_line_errors(model, tmp_path, capsys):
