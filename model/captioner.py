@@ -13,7 +13,7 @@ import typing
 import numpy as np
 import tensorflow as tf
 
-from img2txt.model import export
+from img2txt.model import export, storage
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
 from img2txt.schemas import captioner, manifest
 
@@ -28,8 +28,63 @@ class Candidate(typing.NamedTuple):
     words: int
 
 
+class ExportInfo(typing.NamedTuple):
+    """What an export says about itself (``schemas.captioner``), derived in one place for every reader."""
+
+    model_id: str
+    encoder_id: str
+    config: dict
+    # The crop the encoder was trained on, from the export itself: never assumed.
+    input_spec: InputSpec
+    beam_size: int
+    feature_dim: int
+    decoder: str
+    # What caption_features takes per image: the pooled vector, or (attention) the map's cells.
+    feature_shape: tuple
+    # The decompression-bomb limit the export refuses above.
+    max_pixels: int
+
+    @classmethod
+    def from_config(cls, model_id, config):
+        """The info of an export with id ``model_id`` and config (captioner.json) ``config``."""
+        encoder = config[captioner.CONFIG_ENCODER]
+        feature_dim = int(encoder[manifest.ENCODER_FEATURE_DIM])
+        # Exports older than the decoder field are Show and Tell.
+        decoder = config.get(captioner.CONFIG_DECODER, captioner.DECODER_SHOW_AND_TELL)
+        if decoder == captioner.DECODER_ATTENTION:
+            height, width, _ = encoder[manifest.ENCODER_SPATIAL_SHAPE]
+            feature_shape = (height * width, feature_dim)
+        else:
+            feature_shape = (feature_dim,)
+        return cls(model_id=model_id, encoder_id=encoder[manifest.ENCODER_ID], config=config,
+                   input_spec=InputSpec(**encoder[manifest.ENCODER_INPUT_SPEC]),
+                   beam_size=int(config[captioner.CONFIG_MODEL]['beam_size']), feature_dim=feature_dim,
+                   decoder=decoder, feature_shape=feature_shape,
+                   # Exports older than the field had the default.
+                   max_pixels=int(config.get(captioner.CONFIG_MAX_PIXELS, DEFAULT_MAX_PIXELS)))
+
+    @classmethod
+    def read(cls, export_dir):
+        """The info of the export at ``export_dir`` (local or gs://) from its small files, without TensorFlow.
+
+        Raises:
+          FileNotFoundError: ``export_dir`` is not an exported captioner.
+        """
+        def text(name):
+            path = export_dir.rstrip('/') + '/' + name
+            try:
+                return storage.read_bytes(path).decode('utf-8')
+            except Exception as e:  # a missing file is an OSError locally, a BeamIOError on gs://
+                raise FileNotFoundError(f'{export_dir} is not an exported captioner: cannot read {name} ({e})') from e
+        return cls.from_config(text(captioner.MODEL_ID_FILE).strip(), json.loads(text(captioner.CONFIG_FILE)))
+
+
 class Captioner:
-    """A loaded captioner export; ``caption`` turns encoder input crops into captions."""
+    """A loaded captioner export; ``caption`` turns encoder input crops into captions.
+
+    ``info`` is its ``ExportInfo``; its fields (``model_id``, ``input_spec``,
+    ``beam_size``, ``max_pixels``...) read as attributes of the captioner too.
+    """
 
     def __init__(self, saved_model, batch_size=DEFAULT_BATCH_SIZE):
         if not (isinstance(batch_size, int) and batch_size > 0):
@@ -38,24 +93,14 @@ class Captioner:
         self._caption_pixels = saved_model.signatures[captioner.CAPTION_PIXELS]
         self._caption_features = saved_model.signatures[captioner.CAPTION_FEATURES]
         self.batch_size = batch_size
-        self.model_id = _text(getattr(saved_model, captioner.MODEL_ID))
-        self.encoder_id = _text(getattr(saved_model, captioner.ENCODER_ID))
-        self.config = json.loads(_text(getattr(saved_model, captioner.CONFIG)))
-        encoder = self.config[captioner.CONFIG_ENCODER]
-        # The crop the encoder was trained on, from the export itself: never assumed.
-        self.input_spec = InputSpec(**encoder[manifest.ENCODER_INPUT_SPEC])
-        self.beam_size = int(self.config[captioner.CONFIG_MODEL]['beam_size'])
-        self.feature_dim = int(encoder[manifest.ENCODER_FEATURE_DIM])
-        # Exports older than the decoder field are Show and Tell.
-        self.decoder = self.config.get(captioner.CONFIG_DECODER, captioner.DECODER_SHOW_AND_TELL)
-        # What caption_features takes per image: the pooled vector, or (attention) the map's cells.
-        if self.decoder == captioner.DECODER_ATTENTION:
-            height, width, _ = encoder[manifest.ENCODER_SPATIAL_SHAPE]
-            self.feature_shape = (height * width, self.feature_dim)
-        else:
-            self.feature_shape = (self.feature_dim,)
-        # The decompression-bomb limit the export refuses above; exports older than the field had the default.
-        self.max_pixels = int(self.config.get(captioner.CONFIG_MAX_PIXELS, DEFAULT_MAX_PIXELS))
+        self.info = ExportInfo.from_config(_text(getattr(saved_model, captioner.MODEL_ID)),
+                                           json.loads(_text(getattr(saved_model, captioner.CONFIG))))
+
+    def __getattr__(self, name):
+        # Only reached for names the instance lacks: the ExportInfo fields.
+        if name in ExportInfo._fields:
+            return getattr(self.__dict__['info'], name)
+        raise AttributeError(f'{type(self).__name__} has no attribute {name!r}')
 
     @classmethod
     def load(cls, export_dir, batch_size=DEFAULT_BATCH_SIZE):

@@ -34,10 +34,9 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 import img2txt
 from img2txt.model import captioner as captioner_lib, storage
-from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
 from img2txt.pipelines import beam_options, image_decoding
 from img2txt.pipelines.model_handlers import CaptionerModelHandler
-from img2txt.schemas import captioner, captions as schema, errors, manifest
+from img2txt.schemas import captions as schema, errors, manifest
 
 _log = logging.getLogger(__name__)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -225,7 +224,7 @@ class _Progress(beam.DoFn):
         self._started = self._last = time.monotonic()
         self._done = 0
 
-    def process(self, kind):
+    def process(self, element):
         self._done += 1
         now = time.monotonic()
         if now - self._last >= self._every_s:
@@ -262,7 +261,7 @@ def build(pipeline, config, context, input_spec, progress=False, look=True):
 
     Args:
       pipeline: a ``beam.Pipeline``.
-      config: a ``CaptionConfig``.
+      config: a ``CaptionConfig`` whose ``max_pixels`` is set (``run_config`` takes the export's).
       context: the run's ``RunContext`` (the model's ids and the run id).
       input_spec: the captioner's ``InputSpec`` (from the export's config).
       progress: print progress lines on stderr (local runs).
@@ -271,6 +270,8 @@ def build(pipeline, config, context, input_spec, progress=False, look=True):
     Returns:
       ``CaptionOutputs``; the rows are also written under ``config.output``.
     """
+    if config.max_pixels is None:
+        raise ValueError('build needs config.max_pixels: the limit of the export (ExportInfo.max_pixels)')
     globs = pipeline | 'Globs' >> beam.Create(sorted(set(config.input)))
     matched = globs | 'MatchGlobs' >> beam.ParDo(_Match(context, False, progress)).with_outputs(
         _Match.ERRORS, main='files')
@@ -416,16 +417,6 @@ def _manifest(counts, captions_files, errors_files, config, context, started, op
     }
 
 
-def read_captioner_info(export_dir):
-    """The export's (model id, config dict) from its small files, without loading TensorFlow's graph."""
-    def read(name):
-        try:
-            return storage.read_bytes(FileSystems.join(export_dir, name)).decode('utf-8')
-        except (OSError, beam.io.filesystem.BeamIOError) as e:
-            raise FileNotFoundError(f'{export_dir} is not an exported captioner: cannot read {name} ({e})') from e
-    return read(captioner.MODEL_ID_FILE).strip(), json.loads(read(captioner.CONFIG_FILE))
-
-
 def _check_inputs(config):
     for pattern in config.input:
         if not FileSystems.match([pattern], limits=[1])[0].metadata_list:
@@ -446,13 +437,11 @@ def run_config(config, beam_args=()):
     run_id = config.run_id or started.strftime('%Y%m%dT%H%M%S.') + f'{started.microsecond // 1000:03d}Z'
     config = dataclasses.replace(config, run_id=run_id)
     options = beam_options.pipeline_options(list(beam_args))
-    model_id, export_config = read_captioner_info(config.model)
-    encoder = export_config[captioner.CONFIG_ENCODER]
-    context = RunContext(model_id, encoder[manifest.ENCODER_ID], run_id)
-    input_spec = InputSpec(**encoder[manifest.ENCODER_INPUT_SPEC])
+    info = captioner_lib.ExportInfo.read(config.model)
+    context = RunContext(info.model_id, info.encoder_id, run_id)
+    input_spec = info.input_spec
     if config.max_pixels is None:
-        config = dataclasses.replace(config, max_pixels=int(export_config.get(captioner.CONFIG_MAX_PIXELS,
-                                                                              DEFAULT_MAX_PIXELS)))
+        config = dataclasses.replace(config, max_pixels=info.max_pixels)
     manifest_path = FileSystems.join(config.output, schema.manifest_path(run_id))
     # A dry run builds the graph only, offline: it looks at neither inputs nor output.
     look = not beam_options.is_dry_run(options)
