@@ -5,7 +5,9 @@ results, like the encoder's, depend in the last bits on the batch shape the
 CPU kernels were picked for. ``Captioner`` always calls it with
 ``batch_size`` images, padding the last batch, so an image's captions and
 log-probabilities are a function of the image alone, whatever batches a Beam
-runner forms, and the signature's graph is specialised once.
+runner forms, and the signature's graph is specialised once. ``attend`` also
+returns, from an attention export, where the decoder looked for each word of
+the best caption, through the same batches.
 """
 import json
 import typing
@@ -26,6 +28,16 @@ class Candidate(typing.NamedTuple):
     caption: str
     log_prob: float
     words: int
+
+
+class Attended(typing.NamedTuple):
+    """An image's best caption and where the attention decoder looked for each of its words."""
+
+    candidate: Candidate
+    # float32 [candidate.words, H, W]: row t the weights over the encoder's H x W grid while it
+    # chose word t, summing to 1. An unknown word has its row, though the caption's text leaves
+    # it out (``schemas.captioner``).
+    weights: np.ndarray
 
 
 class ExportInfo(typing.NamedTuple):
@@ -80,7 +92,7 @@ class ExportInfo(typing.NamedTuple):
 
 
 class Captioner:
-    """A loaded captioner export; ``caption`` turns encoder input crops into captions.
+    """A loaded captioner export; ``caption`` turns encoder input crops into captions, ``attend`` into attention.
 
     ``info`` is its ``ExportInfo``; its fields (``model_id``, ``input_spec``,
     ``beam_size``, ``max_pixels``...) read as attributes of the captioner too.
@@ -119,11 +131,8 @@ class Captioner:
           N lists of ``top_k`` ``Candidate``s; slots the beam could not fill
           (a tiny vocabulary) are left out.
         """
-        pixels = np.asarray(pixels, np.uint8)
-        size = self.input_spec.size
-        if pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
-            raise ValueError(f'the captioner takes crops of shape [N, {size}, {size}, 3], got {pixels.shape}')
-        return self._fixed_batches(self._caption_pixels, captioner.PIXELS, pixels, top_k)
+        return [candidates for candidates, _ in
+                self._fixed_batches(self._caption_pixels, captioner.PIXELS, self._checked_pixels(pixels), top_k)]
 
     def caption_features(self, features, top_k=None):
         """As ``caption``, from encoder features float32 ``[N, *feature_shape]``.
@@ -132,13 +141,58 @@ class Captioner:
         stores); attention the feature maps' cells ``[N, L, D]`` (L = H x W,
         a map ``[N, H, W, D]`` reshaped; preprocess ``--spatial-features``).
         """
+        return [candidates for candidates, _ in self._fixed_batches(
+            self._caption_features, captioner.FEATURES, self._checked_features(features), top_k)]
+
+    def attend(self, pixels):
+        """Each image's best caption and its attention weights (an attention export's only).
+
+        Args:
+          pixels: as ``caption`` takes them.
+
+        Returns:
+          N ``Attended``: the caption ``caption(pixels, top_k=1)`` gives, and
+          its weights ``[words, H, W]``.
+
+        Raises:
+          ValueError: the export is Show and Tell, which has no attention.
+        """
+        self._check_attention()
+        return self._attended(self._fixed_batches(self._caption_pixels, captioner.PIXELS,
+                                                  self._checked_pixels(pixels), 1, attention=True))
+
+    def attend_features(self, features):
+        """As ``attend``, from the feature maps' cells ``[N, L, D]`` that ``caption_features`` takes."""
+        self._check_attention()
+        return self._attended(self._fixed_batches(self._caption_features, captioner.FEATURES,
+                                                  self._checked_features(features), 1, attention=True))
+
+    def _checked_pixels(self, pixels):
+        pixels = np.asarray(pixels, np.uint8)
+        size = self.input_spec.size
+        if pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3):
+            raise ValueError(f'the captioner takes crops of shape [N, {size}, {size}, 3], got {pixels.shape}')
+        return pixels
+
+    def _checked_features(self, features):
         features = np.asarray(features, np.float32)
         if features.shape[1:] != self.feature_shape:
             shape = ', '.join(map(str, ('N', *self.feature_shape)))
             raise ValueError(f'the {self.decoder} captioner takes features of shape [{shape}], got {features.shape}')
-        return self._fixed_batches(self._caption_features, captioner.FEATURES, features, top_k)
+        return features
 
-    def _fixed_batches(self, signature, input_name, inputs, top_k):
+    def _check_attention(self):
+        if captioner.ATTENTION not in self._caption_pixels.structured_outputs:
+            raise ValueError(f'the {self.decoder} captioner {self.model_id} has no {captioner.ATTENTION} output; '
+                             'train with --decoder attention')
+
+    @staticmethod
+    def _attended(results):
+        # The best slot is always filled: a caption that reaches the length limit is finished as it is.
+        return [Attended(best, weights[:best.words]) for [best], weights in results]
+
+    def _fixed_batches(self, signature, input_name, inputs, top_k, attention=False):
+        """[(``top_k`` candidates, the attention output's [T, H, W] or None)] of each input, in fixed-shape batches."""
         top_k = self.beam_size if top_k is None else top_k
         if not 1 <= top_k <= self.beam_size:
             raise ValueError(f'top_k must be in [1, {self.beam_size}] (the export\'s beam size), got {top_k}')
@@ -152,10 +206,11 @@ class Captioner:
             captions = export.captions_text(outputs[captioner.CAPTIONS])
             log_probs = outputs[captioner.LOG_PROBS].numpy()
             lengths = outputs[captioner.LENGTHS].numpy()
-            for texts, scores, words in zip(captions, log_probs, lengths):
-                results.append([Candidate(text, float(score), int(n))
-                                for text, score, n in zip(texts[:top_k], scores[:top_k], words[:top_k])
-                                if np.isfinite(score)])
+            weights = outputs[captioner.ATTENTION].numpy() if attention else [None] * len(captions)
+            for texts, scores, words, image_weights in zip(captions, log_probs, lengths, weights):
+                results.append(([Candidate(text, float(score), int(n))
+                                 for text, score, n in zip(texts[:top_k], scores[:top_k], words[:top_k])
+                                 if np.isfinite(score)], image_weights))
         return results[:count]
 
 

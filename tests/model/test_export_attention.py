@@ -143,6 +143,39 @@ def test_captioner_captions_pixels_and_feature_maps(exported, encoder, jpegs, ma
         wrapped.caption_features(encoder.features(pixels))
 
 
+def test_captioner_attends_with_the_best_caption_and_its_words_weights(exported, loaded, encoder, jpegs, maps):
+    wrapped = Captioner.load(exported[0], batch_size=3)  # two batches, the last padded
+    pixels = np.stack([image_decoding.decode(jpegs[name], encoder.input_spec) for name in CAPTIONS])
+    attended = wrapped.attend(pixels)
+    assert [a.candidate for a in attended] == [best for [best] in wrapped.caption(pixels, top_k=1)]
+    assert [a.candidate.caption for a in attended] == list(CAPTIONS.values())
+    height, width, _ = encoder.spatial_shape
+    signature = caption(loaded, captioner.CAPTION_PIXELS, pixels)[captioner.ATTENTION]
+    for image, (candidate, weights) in enumerate(attended):
+        assert weights.shape == (candidate.words, height, width) == (len(candidate.caption.split()), 7, 7)
+        np.testing.assert_allclose(weights.sum(axis=(1, 2)), 1.0, rtol=1e-5)
+        # This image's rows of the signature, not a neighbour's in the padded batch.
+        np.testing.assert_allclose(weights, signature[image, :candidate.words], atol=1e-6)
+    # Words look at different cells.
+    assert max(np.abs(w[0] - w[-1]).max() for _, w in attended) > 0.05
+    from_features = wrapped.attend_features(maps)
+    assert [a.candidate.caption for a in from_features] == list(CAPTIONS.values())
+    for a, b in zip(attended, from_features):
+        np.testing.assert_allclose(a.weights, b.weights, atol=1e-5)
+    with pytest.raises(ValueError, match=r'takes crops of shape \[N, 224, 224, 3\]'):
+        wrapped.attend(pixels[:, :100])
+
+
+def test_a_show_and_tell_captioner_has_no_attention(small_captioner, encoder, jpegs):
+    wrapped = Captioner.load(small_captioner[0])
+    pixels = image_decoding.decode(jpegs['coffee'], encoder.input_spec)[None]
+    with pytest.raises(ValueError, match=r'show_and_tell captioner show_and_tell@\w+ has no attention output; '
+                                         r'train with --decoder attention'):
+        wrapped.attend(pixels)
+    with pytest.raises(ValueError, match='has no attention output'):
+        wrapped.attend_features(encoder.features(pixels))
+
+
 def test_export_refuses_a_model_of_another_decoder_or_grid(trained, tmp_path):
     model, config, vocab = trained
     with pytest.raises(ValueError, match='must be a ShowAndTell, got ShowAttendAndTell'):
