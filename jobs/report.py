@@ -16,6 +16,10 @@ Sections:
   runs        each run manifest: counts, model, images/s, start and end
   evaluation  metrics per subset and the images with the lowest CIDEr-D (``evaluation_dir``)
   training    training and validation loss per step as SVG (``model_dir``)
+  attention   "where the model looked": when the model dir's latest export is
+              an attention model, the first ``attention_images`` photos of the
+              gallery with each word of their best caption under its attention
+              heat map (as Xu et al. 2015 draw them); absent for Show and Tell
 """
 import base64
 import concurrent.futures
@@ -27,6 +31,7 @@ import json
 import math
 import posixpath
 
+import numpy as np
 import pyarrow.parquet as pq
 import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
@@ -34,9 +39,10 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from img2txt.model import storage
+from img2txt.model.captioner import DEFAULT_BATCH_SIZE, Captioner, ExportInfo
 from img2txt.model.input_spec import InputSpec
 from img2txt.pipelines import image_decoding
-from img2txt.schemas import captions as schema, evaluation, manifest, training_run
+from img2txt.schemas import captioner, captions as schema, evaluation, manifest, training_run
 
 DEFAULT_MAX_IMAGES = 500
 DEFAULT_MAX_ERRORS = 500
@@ -51,6 +57,14 @@ THUMBNAIL_THREADS = 8
 WORST_IMAGES = 20
 # How tf.summary.create_file_writer names its files.
 EVENT_FILES = 'events.out.tfevents.*'
+# Photos of the gallery shown with their attention heat maps.
+DEFAULT_ATTENTION_IMAGES = 6
+# Side of each word's heat map tile (the encoder's crop scaled down): ~3 kB as
+# JPEG, so six photos of ten-word captions add about 200 kB.
+ATTENTION_TILE = 96
+ATTENTION_QUALITY = 80
+# The brightness a tile keeps where its word's attention is 0 (all of it where the attention peaks).
+ATTENTION_FLOOR = 0.15
 
 _GALLERY_COLUMNS = (schema.URI, schema.WIDTH, schema.HEIGHT, schema.CAPTION, schema.CONFIDENCE, schema.CANDIDATES,
                     schema.RUN_ID)
@@ -75,12 +89,17 @@ def register(subparsers):
                         help='photos in the gallery, newest run first (default: %(default)s)')
     parser.add_argument('--max-errors', type=int, default=DEFAULT_MAX_ERRORS,
                         help='rows of the errors table, newest run first (default: %(default)s)')
+    parser.add_argument('--attention-images', type=int, default=DEFAULT_ATTENTION_IMAGES, metavar='N',
+                        help='when the --model-dir\'s latest export is an attention model: the first N photos of '
+                             'the gallery, each word of their best caption over its attention heat map '
+                             '(default: %(default)s; 0: none)')
     parser.set_defaults(run=run)
 
 
 def run(args, beam_args):
     """Renders the report and writes it to ``--output``."""
-    page = render(args.captions, args.evaluation, args.model_dir, args.max_images, args.max_errors)
+    page = render(args.captions, args.evaluation, args.model_dir, args.max_images, args.max_errors,
+                  attention_images=args.attention_images)
     with FileSystems.create(args.output, mime_type='text/html',
                             compression_type=CompressionTypes.UNCOMPRESSED) as f:
         f.write(page.encode('utf-8'))
@@ -89,7 +108,7 @@ def run(args, beam_args):
 
 
 def render(captions_dir, evaluation_dir=None, model_dir=None, max_images=DEFAULT_MAX_IMAGES,
-           max_errors=DEFAULT_MAX_ERRORS):
+           max_errors=DEFAULT_MAX_ERRORS, attention_images=DEFAULT_ATTENTION_IMAGES):
     """The report page as HTML text.
 
     Args:
@@ -98,13 +117,17 @@ def render(captions_dir, evaluation_dir=None, model_dir=None, max_images=DEFAULT
       model_dir: a training model dir, or None for no loss curves.
       max_images: photos in the gallery at most, newest run first.
       max_errors: error rows at most, newest run first.
+      attention_images: when ``model_dir``'s latest export is an attention
+        model, the first this many readable photos of the gallery with their
+        attention heat maps; 0 for none.
 
     Raises:
       FileNotFoundError: a folder lacks what its job writes.
       ValueError: a manifest or a limit is invalid.
     """
-    if max_images < 0 or max_errors < 0:
-        raise ValueError(f'--max-images and --max-errors must be at least 0, got {max_images} and {max_errors}')
+    if min(max_images, max_errors, attention_images) < 0:
+        raise ValueError(f'--max-images, --max-errors and --attention-images must be at least 0, got {max_images}, '
+                         f'{max_errors} and {attention_images}')
     manifests = read_manifests(captions_dir)
     captions_parts = _parts(captions_dir, schema.CAPTIONS_DIR)
     errors_parts = _parts(captions_dir, schema.ERRORS_DIR)
@@ -120,6 +143,9 @@ def render(captions_dir, evaluation_dir=None, model_dir=None, max_images=DEFAULT
         sections.append(_evaluation(evaluation_dir))
     if model_dir is not None:
         sections.append(_training(model_dir, loss_curves(model_dir)))
+        export_dir = latest_export(model_dir) if attention_images else None
+        if export_dir and ExportInfo.read(export_dir).decoder == captioner.DECODER_ATTENTION:
+            sections.append(_attention(export_dir, photos, attention_images))
     return _page(captions_dir, f'{total_photos} captioned, {total_failures} failed, {len(order)} runs', sections)
 
 
@@ -171,9 +197,13 @@ def _read_rows(parts, order, columns, limit):
 
 def thumbnail(uri):
     """A ``data:`` URI of a small JPEG of the image's centre, decoded by the pipelines' decoder."""
-    pixels = image_decoding.decode(storage.read_bytes(uri), THUMBNAIL_SPEC)
+    return _jpeg_uri(image_decoding.decode(storage.read_bytes(uri), THUMBNAIL_SPEC), THUMBNAIL_QUALITY)
+
+
+def _jpeg_uri(pixels, quality):
+    """A ``data:`` URI of uint8 RGB ``pixels`` [H, W, 3] as JPEG."""
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, 'JPEG', quality=THUMBNAIL_QUALITY)
+    Image.fromarray(pixels).save(buffer, 'JPEG', quality=quality)
     return 'data:image/jpeg;base64,' + base64.b64encode(buffer.getvalue()).decode('ascii')
 
 
@@ -183,6 +213,34 @@ def _thumbnail_or_reason(uri):
         return thumbnail(uri), None
     except (OSError, image_decoding.ImageDecodeError) as e:
         return None, f'no thumbnail: {type(e).__name__}: {e}'
+
+
+def latest_export(model_dir):
+    """The model dir's export with the highest step (``export/STEP``), or None; one without its saved_model.pb
+    (an upload cut short: it is copied last) does not count."""
+    root = FileSystems.join(model_dir, training_run.EXPORT_DIR)
+    steps = [int(step) for step, _, name in (path.partition('/') for path in storage.list_files(root))
+             if step.isdigit() and name == tf.saved_model.SAVED_MODEL_FILENAME_PB]
+    return FileSystems.join(root, str(max(steps))) if steps else None
+
+
+def heat_tile(crop, weights, size=ATTENTION_TILE):
+    """One word's heat map: ``crop`` (uint8 [S, S, 3]) scaled to ``size``, dimmed where ``weights`` ([H, W]) are low.
+
+    The weights are scaled to their peak and upsampled bicubically to the tile,
+    so the word's most attended spot keeps the image's brightness and a cell
+    never looked at keeps ``ATTENTION_FLOOR`` of it.
+    """
+    image = _scaled(crop, size).astype(np.float32)
+    peak = float(weights.max())
+    grid = Image.fromarray(np.asarray(weights / peak if peak > 0 else weights, np.float32))
+    level = np.clip(np.asarray(grid.resize((size, size), Image.Resampling.BICUBIC)), 0, 1)
+    return np.round(image * (ATTENTION_FLOOR + (1 - ATTENTION_FLOOR) * level)[..., None]).astype(np.uint8)
+
+
+def _scaled(crop, size):
+    """uint8 RGB ``crop`` [S, S, 3] resized to [size, size, 3]."""
+    return np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.LANCZOS))
 
 
 def loss_curves(model_dir):
@@ -386,6 +444,48 @@ def _training(model_dir, curves):
             '</section>')
 
 
+def _attention(export_dir, photos, count):
+    """The heat map section: the first ``count`` readable ``photos`` captioned by the attention export, word by word."""
+    model = Captioner.load(export_dir, batch_size=min(count, DEFAULT_BATCH_SIZE))
+    chosen, crops, unread = [], [], 0
+    for row in photos:
+        if len(chosen) == count:
+            break
+        try:
+            crops.append(image_decoding.decode(storage.read_bytes(row[schema.URI]), model.input_spec,
+                                               model.max_pixels))
+            chosen.append(row)
+        except (OSError, image_decoding.ImageDecodeError):
+            unread += 1
+    figures, unknown = [], 0
+    for row, crop, (candidate, weights) in zip(chosen, crops, model.attend(np.stack(crops)) if crops else ()):
+        words = candidate.caption.split()
+        if len(words) != len(weights):  # an unknown word has a row but no place in the text
+            unknown += 1
+            continue
+        tiles = ''.join(f'<figure class="word"><img src="{_jpeg_uri(heat_tile(crop, cells), ATTENTION_QUALITY)}" '
+                        f'alt="where the model looked for {_e(word)}" width="{ATTENTION_TILE}" '
+                        f'height="{ATTENTION_TILE}"><figcaption>{_e(word)}</figcaption></figure>'
+                        for word, cells in zip(words, weights))
+        source = _jpeg_uri(_scaled(crop, ATTENTION_TILE), ATTENTION_QUALITY)
+        figures.append(
+            f'<figure class="look"><div class="tiles"><img class="crop" src="{source}" '
+            f'alt="{_e(candidate.caption)}" width="{ATTENTION_TILE}" height="{ATTENTION_TILE}">{tiles}</div>'
+            f'<figcaption><p class="caption">{_e(candidate.caption)}</p>'
+            f'<p class="uri" title="{_e(row[schema.URI])}">{_e(posixpath.basename(row[schema.URI]))}</p>'
+            '</figcaption></figure>')
+    height, width = model.info.config[captioner.CONFIG_ENCODER][manifest.ENCODER_SPATIAL_SHAPE][:2]
+    left_out = ''.join(f' {n} left out: {why}.' for n, why in (
+        (unread, 'could not be read'),
+        (unknown, 'the caption has an unknown word, whose place in the text the export does not give')) if n)
+    return ('<section id="attention"><h2>Where the model looked</h2>'
+            f'<p class="note">The first {len(figures)} readable photos of the gallery, captioned by '
+            f'<span class="path">{_e(model.model_id)}</span> (<span class="path">{_e(export_dir)}</span>): '
+            f'each word of the best caption over its attention on the encoder\'s {height}×{width} grid, '
+            f'upsampled; bright where the model looked, dark where it did not.{left_out}</p>'
+            f'<div class="looks">{"".join(figures)}</div></section>')
+
+
 _STYLE = """
 :root { color-scheme: light; --ink: #1d2330; --muted: #5d6675; --line: #dde1e8; --accent: #2a62c9; --val: #d9731a; }
 * { box-sizing: border-box; }
@@ -418,6 +518,12 @@ td { font-variant-numeric: tabular-nums; }
 .chart .line.val { stroke: var(--val); } .chart .dot.val { fill: var(--val); }
 .legend { display: flex; gap: 24px; } .swatch { display: inline-block; width: 14px; height: 3px; margin-right: 6px;
           vertical-align: middle; } .swatch.train { background: var(--accent); } .swatch.val { background: var(--val); }
+.looks { display: flex; flex-direction: column; gap: 12px; }
+.look { margin: 0; padding: 8px; background: #fff; border: 1px solid var(--line); border-radius: 6px; }
+.tiles { display: flex; flex-wrap: wrap; gap: 6px; }
+.tiles img { display: block; border-radius: 3px; } .tiles .crop { margin-right: 10px; }
+.word { margin: 0; } .word figcaption { text-align: center; font-size: 12px; }
+.look > figcaption .caption { margin: 6px 0 0; }
 """
 
 # Filters the gallery in the page; the URL's #q=words&min=0.5 sets the first

@@ -207,3 +207,12 @@ def small_captioner(tmp_path_factory, hermetic_environment):
     from captioner_data import train_and_export
     export_dir = str(tmp_path_factory.mktemp('small-captioner') / 'export')
     return export_dir, train_and_export(export_dir)
+
+
+@pytest.fixture(scope='session')
+def attention_captioner(tmp_path_factory, hermetic_environment):
+    """(export_dir, model_id): as ``small_captioner``, a Show-Attend-and-Tell on the encoder's feature maps."""
+    from captioner_data import train_and_export
+    from img2txt.schemas import captioner
+    export_dir = str(tmp_path_factory.mktemp('attention-captioner') / 'export')
+    return export_dir, train_and_export(export_dir, decoder=captioner.DECODER_ATTENTION)

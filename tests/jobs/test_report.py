@@ -1,11 +1,14 @@
 """The HTML report of a real caption output, evaluation and training logs, as headless Chromium shows it."""
+import base64
 import html.parser
+import io
 import json
 import math
 import shutil
 import subprocess
 import urllib.parse
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -14,9 +17,11 @@ from PIL import Image, ImageStat
 from captioner_data import CAPTIONS, encoded, photo
 from img2txt.jobs import cli, report
 from img2txt.model import training
+from img2txt.model.captioner import Captioner
 from img2txt.model.config import TrainingConfig
-from img2txt.pipelines import caption
-from img2txt.schemas import captions as schema, evaluation, training_run
+from img2txt.model.storage import read_bytes
+from img2txt.pipelines import caption, image_decoding
+from img2txt.schemas import captioner, captions as schema, evaluation, training_run
 from training_data import random_images, write_training_data
 
 MALICIOUS = '<img src=x onerror=alert(1)>.jpg'
@@ -96,6 +101,63 @@ def page(caption_output, evaluation_dir, model_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp('page') / 'report.html'
     path.write_text(text, encoding='utf-8')
     return path, text
+
+
+def model_dir_with(model_dir, destination, exports):
+    """A copy of the training fixture's model dir with ``exports`` ({step: export dir}) under export/STEP."""
+    shutil.copytree(model_dir, destination)
+    for step, export_dir in exports.items():
+        shutil.copytree(export_dir, destination / training_run.EXPORT_DIR / str(step))
+    return destination
+
+
+@pytest.fixture(scope='module')
+def attention_model_dir(model_dir, attention_captioner, small_captioner, tmp_path_factory):
+    """A model dir whose latest export (step 30) is the attention captioner.
+
+    Beside it a Show and Tell at step 7 (later as text, earlier as a number)
+    and an unfinished export at step 400 (no saved_model.pb yet).
+    """
+    directory = model_dir_with(model_dir[0], tmp_path_factory.mktemp('attention') / 'model',
+                               {30: attention_captioner[0], 7: small_captioner[0]})
+    unfinished = directory / training_run.EXPORT_DIR / '400'
+    unfinished.mkdir()
+    shutil.copy(directory / training_run.EXPORT_DIR / '30' / captioner.CONFIG_FILE, unfinished)
+    return directory
+
+
+@pytest.fixture(scope='module')
+def attention_page(caption_output, attention_model_dir, tmp_path_factory):
+    """(path, text) of the report with three photos' heat maps."""
+    text = report.render(str(caption_output[0]), model_dir=str(attention_model_dir), attention_images=3)
+    path = tmp_path_factory.mktemp('attention-page') / 'report.html'
+    path.write_text(text, encoding='utf-8')
+    return path, text
+
+
+def decoded(source):
+    """The pixels of a JPEG ``data:`` URI, float [H, W, 3]."""
+    prefix = 'data:image/jpeg;base64,'
+    assert source.startswith(prefix)
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(source[len(prefix):]))).convert('RGB'), np.float64)
+
+
+def looks(dom):
+    """[(file name, caption, crop pixels, [(word, tile pixels)])] of the heat map section's figures, in order."""
+    return [(figure.find('p', 'uri').text(), figure.find('p', 'caption').text(),
+             decoded(figure.find('img', 'crop').attrs['src']),
+             [(word.find('figcaption').text(), decoded(word.find('img').attrs['src']))
+              for word in figure.find_all('figure', 'word')])
+            for figure in dom.by_id('attention').find_all('figure', 'look')]
+
+
+def cell_levels(tile, crop, grid):
+    """How bright ``tile`` is against ``crop`` over each cell of a ``grid`` (H, W): the dimming the page drew."""
+    tile, crop = tile.sum(axis=-1), crop.sum(axis=-1)
+    return np.array([[tile_block.sum() / max(crop_block.sum(), 1.0)
+                      for tile_block, crop_block in zip(np.array_split(tile_rows, grid[1], axis=1),
+                                                        np.array_split(crop_rows, grid[1], axis=1))]
+                     for tile_rows, crop_rows in zip(np.array_split(tile, grid[0]), np.array_split(crop, grid[0]))])
 
 
 def chromium(tmp_path, *args):
@@ -345,3 +407,111 @@ def test_cli_writes_the_report_and_errors_are_one_line(caption_output, tmp_path,
     assert cli.main(['report', '--captions', str(caption_output[0]), '--evaluation', str(tmp_path),
                      '--output', str(path)]) == 2
     assert f'{tmp_path} is not an evaluation output' in capsys.readouterr().err
+
+
+def test_heat_tile_keeps_the_attended_cell_bright_and_dims_the_rest():
+    crop = np.full((224, 224, 3), 200, np.uint8)
+    weights = np.zeros((7, 7), np.float32)
+    weights[1, 5] = 1.0
+    tile = report.heat_tile(crop, weights).astype(int)
+    assert tile.shape == (report.ATTENTION_TILE, report.ATTENTION_TILE, 3)
+    cell = report.ATTENTION_TILE / 7
+    assert abs(tile[int(1.5 * cell), int(5.5 * cell)] - 200).max() <= 2  # the cell's centre keeps its brightness
+    assert abs(tile[-1, 0] - 200 * report.ATTENTION_FLOOR).max() <= 2    # far from it: dimmed to the floor
+    # Smooth: at the cell's edge brightness is half way down, not a step from one level to the other.
+    assert 200 * report.ATTENTION_FLOOR + 40 < tile[int(2 * cell), int(5.5 * cell)][0] < 200 - 40
+    uniform = report.heat_tile(crop, np.full((7, 7), 1 / 49, np.float32))
+    assert abs(uniform.astype(int) - 200).max() <= 1  # looking everywhere alike dims nothing
+
+
+def test_attention_section_shows_each_word_of_the_caption_over_its_heat_map(attention_page, caption_output,
+                                                                            attention_captioner, attention_model_dir,
+                                                                            tmp_path):
+    path, text = attention_page
+    _, rows = caption_output
+    dom = dump_dom(path, tmp_path)
+    assert [section.attrs['id'] for section in dom.find_all('section')] == [
+        'gallery', 'errors', 'runs', 'training', 'attention']
+    shown = looks(dom)
+    # The first three photos of the gallery, in its order.
+    assert [name for name, *_ in shown] == list(gallery(dom))[:3]
+    model = Captioner.load(attention_captioner[0])
+    attended = model.attend(np.stack([image_decoding.decode(read_bytes(rows[name][schema.URI]), model.input_spec)
+                                      for name, *_ in shown]))
+    for (name, caption_text, crop, tiles), (candidate, weights) in zip(shown, attended):
+        assert caption_text == candidate.caption == rows[name][schema.CAPTION]
+        assert [word for word, _ in tiles] == caption_text.split() and len(tiles) == len(weights)
+        assert crop.shape == (report.ATTENTION_TILE, report.ATTENTION_TILE, 3)
+        assert all(tile.shape == crop.shape for _, tile in tiles)
+    note = dom.by_id('attention').find('p', 'note').text()
+    assert attention_captioner[1] in note and str(attention_model_dir / training_run.EXPORT_DIR / '30') in note
+    # The hostile file name is text here too.
+    assert MALICIOUS in [name for name, *_ in shown]
+    assert not [node for node in dom.find_all() if any(name.startswith('on') for name in node.attrs)]
+    # Still nothing fetched: every image is inline, the policy is the page's.
+    assert 'http://' not in text and 'https://' not in text and not list(dom.find_all('link'))
+    sources = [node.attrs['src'] for node in dom.find_all() if 'src' in node.attrs]
+    assert len(sources) == 4 + sum(1 + len(tiles) for *_, tiles in shown)
+    assert all(source.startswith('data:image/jpeg;base64,') for source in sources)
+    [policy] = [m.attrs['content'] for m in dom.find_all('meta') if m.attrs.get('http-equiv') ==
+                'Content-Security-Policy']
+    assert policy.startswith("default-src 'none'; img-src data:;")
+
+
+def test_each_heat_tile_is_bright_where_its_word_looked(attention_page, caption_output, attention_captioner):
+    _, text = attention_page
+    _, rows = caption_output
+    shown = looks(parse(text))
+    model = Captioner.load(attention_captioner[0])
+    attended = model.attend(np.stack([image_decoding.decode(read_bytes(rows[name][schema.URI]), model.input_spec)
+                                      for name, *_ in shown]))
+    for (name, _, crop, tiles), (_, weights) in zip(shown, attended):
+        levels = [cell_levels(tile, crop, weights.shape[1:]) for _, tile in tiles]
+        # Each tile's brightness per cell follows its own word's weights, better than any other word's.
+        fit = np.array([[np.corrcoef(level.ravel(), w.ravel())[0, 1] for w in weights] for level in levels])
+        assert (np.diag(fit) > 0.8).all(), (name, np.diag(fit))
+        distinct = [(i, j) for i in range(len(weights)) for j in range(len(weights))
+                    if i != j and np.corrcoef(weights[i].ravel(), weights[j].ravel())[0, 1] < 0.5]
+        assert distinct, f'{name}: the fixture model should look at different places for different words'
+        for i, j in distinct:
+            assert fit[i, i] > fit[i, j], (name, i, j)
+            # Not JPEG noise (tiles of words with alike weights differ by under 1% of the brightness).
+            assert np.abs(tiles[i][1] - tiles[j][1]).mean() > 0.03 * crop.mean(), (name, i, j)
+        # The most attended cell keeps most of its brightness, the least attended loses most.
+        for level, w in zip(levels, weights):
+            assert level.ravel()[w.argmax()] > 0.6 and level.ravel()[w.argmin()] < 0.3
+
+
+def test_a_show_and_tell_model_or_attention_images_0_has_no_attention_section(caption_output, attention_model_dir,
+                                                                              model_dir, small_captioner, tmp_path):
+    show_and_tell = model_dir_with(model_dir[0], tmp_path / 'model', {30: small_captioner[0]})
+    for directory, count in ((show_and_tell, report.DEFAULT_ATTENTION_IMAGES), (attention_model_dir, 0)):
+        dom = parse(report.render(str(caption_output[0]), model_dir=str(directory), attention_images=count))
+        assert [section.attrs['id'] for section in dom.find_all('section')] == [
+            'gallery', 'errors', 'runs', 'training']
+
+
+def test_attention_skips_unreadable_photos_and_the_cli_takes_the_flag(caption_output, attention_model_dir,
+                                                                      tmp_path, capsys):
+    output, rows = caption_output
+    copy = tmp_path / 'copy'
+    shutil.copytree(output, copy)
+    # Tuesday's photos (first in the gallery) moved away since they were captioned.
+    tuesday = copy / schema.partition(schema.CAPTIONS_DIR, 'tuesday')
+    [part] = tuesday.glob('*.parquet')
+    table = pq.read_table(part, schema=schema.CAPTIONS_SCHEMA)
+    uris = [str(tmp_path / 'gone' / uri.rsplit('/', 1)[1]) for uri in table.column(schema.URI).to_pylist()]
+    pq.write_table(table.set_column(table.schema.get_field_index(schema.URI), schema.URI, pa.array(uris)), part)
+    page = tmp_path / 'report.html'
+    assert cli.main(['report', '--captions', str(copy), '--model-dir', str(attention_model_dir),
+                     '--attention-images', '1', '--output', str(page)]) == 0
+    dom = parse(page.read_text(encoding='utf-8'))
+    [(name, caption_text, _, tiles)] = looks(dom)
+    assert name == list(gallery(dom))[2] and name in RUNS['monday'] and caption_text == rows[name][schema.CAPTION]
+    assert len(tiles) == len(caption_text.split())
+    assert '2 left out: could not be read.' in dom.by_id('attention').text()
+    capsys.readouterr()
+    assert cli.main(['report', '--captions', str(copy), '--model-dir', str(attention_model_dir),
+                     '--attention-images', '-1', '--output', str(page)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert '--attention-images must be at least 0' in err and '\n' not in err
