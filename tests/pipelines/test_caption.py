@@ -13,7 +13,7 @@ import tensorflow as tf
 from apache_beam.metrics.metric import MetricsFilter
 from PIL import Image
 
-from captioner_data import CAPTIONS, encoded, photo, png_declaring, train_and_export
+from captioner_data import CAPTIONS, encoded, photo, png_declaring
 from dataflow_flags import DATAFLOW_DRY_RUN
 from img2txt.jobs import cli
 from img2txt.model import export
@@ -262,28 +262,21 @@ def test_beam_counters_add_up_like_the_manifest(model, photos, tmp_path):
     assert counters == {'matched': 12, 'captioned': 5, 'reused': 0, 'failed': 7}
 
 
-@pytest.fixture(scope='module')
-def attention_model(tmp_path_factory):
-    """(export_dir, model_id) of a small Show-Attend-and-Tell trained on the four photos' feature maps."""
-    export_dir = str(tmp_path_factory.mktemp('attention') / 'export')
-    return export_dir, train_and_export(export_dir, decoder=captioner.DECODER_ATTENTION)
-
-
-def test_an_attention_export_captions_unchanged(attention_model, photos, tmp_path):
-    result = caption.run_config(config(attention_model, [str(photos / '*')], tmp_path, run_id='attention'))
-    assert result[manifest.MODEL_ID] == attention_model[1] and attention_model[1].startswith('attention@')
+def test_an_attention_export_captions_unchanged(attention_captioner, photos, tmp_path):
+    result = caption.run_config(config(attention_captioner, [str(photos / '*')], tmp_path, run_id='attention'))
+    assert result[manifest.MODEL_ID] == attention_captioner[1] and attention_captioner[1].startswith('attention@')
     assert result[manifest.COUNTS] == {'matched': 12, 'skipped': 0, 'captioned': 5, 'reused': 0, 'failed': 7}
     rows = {os.path.basename(row[schema.URI]): row for row in read_rows(tmp_path, schema.CAPTIONS_DIR)}
     assert {name: row[schema.CAPTION] for name, row in rows.items()} == {
         name: CAPTIONS[source] for name, source in GOOD.items()}
-    assert all(row[schema.MODEL_ID] == attention_model[1] and len(row[schema.CANDIDATES]) == 3
+    assert all(row[schema.MODEL_ID] == attention_captioner[1] and len(row[schema.CANDIDATES]) == 3
                for row in rows.values())
     failed = read_rows(tmp_path, schema.ERRORS_DIR)
     assert {os.path.basename(row[schema.URI]): row[schema.ERROR_TYPE] for row in failed} == BAD
 
 
-def test_describe_takes_an_attention_export(attention_model, photos, capsys):
-    assert cli.main(['describe', '--model', attention_model[0], str(photos / 'rocket'), '--top-k', '1']) == 0
+def test_describe_takes_an_attention_export(attention_captioner, photos, capsys):
+    assert cli.main(['describe', '--model', attention_captioner[0], str(photos / 'rocket'), '--top-k', '1']) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f'Captions for {photos / "rocket"}:' and lines[1].startswith(f'  0) {CAPTIONS["rocket"]} (p=')
     assert len(lines) == 2
