@@ -216,8 +216,11 @@ def _thumbnail_or_reason(uri):
 
 
 def latest_export(model_dir):
-    """The model dir's export with the highest step (``export/STEP``), or None; one without its saved_model.pb
-    (an upload cut short: it is copied last) does not count."""
+    """The model dir's export with the highest step (``export/STEP``), or None if it has none.
+
+    An export without its saved_model.pb does not count: an upload cut short
+    (that file is copied last).
+    """
     root = FileSystems.join(model_dir, training_run.EXPORT_DIR)
     steps = [int(step) for step, _, name in (path.partition('/') for path in storage.list_files(root))
              if step.isdigit() and name == tf.saved_model.SAVED_MODEL_FILENAME_PB]
