@@ -22,11 +22,17 @@ from img2txt.jobs import classify, report, scenes
 from img2txt.model import encoders, training
 from img2txt.model.config import TrainingConfig
 from img2txt.pipelines import caption, evaluate, preprocess
-from img2txt.schemas import evaluation, manifest
+from img2txt.schemas import evaluation, manifest, training_run
 
 # Marks a folder as the demo's own, so a rerun may clear it and nothing else.
 MARKER = '.img2txt-demo'
 REPORT = 'report.html'
+DEFAULT_EPOCHS = 12
+DEFAULT_LSTM_UNITS = 256
+# The decoder, and the encoder map it attends over, that benchmarks/decoders.py
+# measured best on the held-out pairs within the demo's budget.
+DEFAULT_DECODER = training_run.ATTENTION
+SPATIAL_LAYER = 'stride16'
 
 
 def sample_photos():
@@ -43,11 +49,21 @@ def register(subparsers):
                         help='folder for the scenes, TFRecords, model, captions and report; cleared first if a '
                              'previous demo made it (default: %(default)s)')
     parser.add_argument('--scenes', type=int, default=2000, help='scenes to generate (default: %(default)s)')
-    parser.add_argument('--epochs', type=int, default=12, help='training epochs (default: %(default)s)')
-    parser.add_argument('--lstm-units', type=int, default=256,
+    parser.add_argument('--epochs', type=int, default=DEFAULT_EPOCHS, help='training epochs (default: %(default)s)')
+    parser.add_argument('--lstm-units', type=int, default=DEFAULT_LSTM_UNITS,
                         help='LSTM and embedding size; im2txt uses 512 (default: %(default)s)')
+    parser.add_argument('--decoder', choices=training_run.DECODERS, default=DEFAULT_DECODER,
+                        help=f'caption decoder; attention looks at the encoder\'s {SPATIAL_LAYER} map '
+                             '(default: %(default)s, measured best by benchmarks/decoders.py)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the scenes and of training')
     parser.set_defaults(run=run, beam_flags=True)
+
+
+def training_options(lstm_units=DEFAULT_LSTM_UNITS, epochs=DEFAULT_EPOCHS, seed=0):
+    """The demo's training budget: (model options, ``TrainingConfig``), for either decoder."""
+    return ({'embedding_size': lstm_units, 'lstm_units': lstm_units},
+            TrainingConfig(optimizer='adam', batch_size=128, num_epochs=epochs, seed=seed,
+                           log_every_steps=25, validation_every_steps=100))
 
 
 def fresh(workdir):
@@ -93,20 +109,19 @@ def run(args, beam_args):
           f'    never in training: {held_out} (their colours and shapes are, in other pairs)')
 
     data = os.path.join(args.workdir, 'data')
+    attention = args.decoder == training_run.ATTENTION
     result = preprocess.run_config(preprocess.PreprocessConfig(
-        dataset='jsonl', captions=captions, images=images, output=data), beam_args)
+        dataset='jsonl', captions=captions, images=images, output=data, spatial_features=attention,
+        spatial_layer=SPATIAL_LAYER if attention else encoders.DEFAULT_SPATIAL_LAYER), beam_args)
     counts = result[manifest.COUNTS]
     print(f'3/7 preprocess: {counts[manifest.IMAGES_WRITTEN]} images and {counts[manifest.CAPTIONS_WRITTEN]} '
           f'captions written, {counts[manifest.IMAGES_FAILED]} failed; vocabulary of '
           f'{result[manifest.VOCABULARY][manifest.VOCABULARY_SIZE]} tokens -> {data}')
 
     model_dir = os.path.join(args.workdir, 'model')
-    trained = training.train(
-        data, model_dir, {'embedding_size': args.lstm_units, 'lstm_units': args.lstm_units},
-        TrainingConfig(optimizer='adam', batch_size=128, num_epochs=args.epochs, seed=args.seed,
-                       log_every_steps=25, validation_every_steps=100),
-        log=lambda line: print(f'    {line}'))
-    print(f'4/7 trained {trained.step} steps ({trained.captions_per_second:.0f} captions/s), validation '
+    trained = training.train(data, model_dir, *training_options(args.lstm_units, args.epochs, args.seed),
+                             decoder=args.decoder, log=lambda line: print(f'    {line}'))
+    print(f'4/7 trained {args.decoder}, {trained.step} steps ({trained.captions_per_second:.0f} captions/s), validation '
           f'perplexity {trained.val_perplexity:.2f}; exported {trained.model_id} -> {trained.export_dir}')
 
     evaluation_dir = os.path.join(args.workdir, 'evaluation')
@@ -117,7 +132,7 @@ def run(args, beam_args):
     print(f'5/7 evaluate on the test split -> {evaluation_dir}; every object named right: '
           f'{seen:.0%} of seen-pair scenes, {held:.0%} of held-out-pair scenes')
 
-    collection = _collection(os.path.join(args.workdir, 'photos'), images, _test_scenes(captions))
+    collection = _collection(os.path.join(args.workdir, 'photos'), images, test_scenes(captions))
     captions_dir = os.path.join(args.workdir, 'captions')
     run_manifest = caption.run_config(caption.CaptionConfig(model=trained.export_dir, input=[collection],
                                                             output=captions_dir), beam_args)
@@ -135,7 +150,7 @@ def run(args, beam_args):
     return 0
 
 
-def _test_scenes(captions_path):
+def test_scenes(captions_path):
     """File names of the test split's scenes, from the generated JSONL."""
     with open(captions_path, encoding='utf-8') as f:
         return sorted(record['image'] for record in map(json.loads, f) if record['split'] == 'test')

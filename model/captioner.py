@@ -64,8 +64,8 @@ class ExportInfo(typing.NamedTuple):
         # Exports older than the decoder field are Show and Tell.
         decoder = config.get(captioner.CONFIG_DECODER, captioner.DECODER_SHOW_AND_TELL)
         if decoder == captioner.DECODER_ATTENTION:
-            height, width, _ = encoder[manifest.ENCODER_SPATIAL_SHAPE]
-            feature_shape = (height * width, feature_dim)
+            height, width, channels = encoder[manifest.ENCODER_SPATIAL_SHAPE]
+            feature_shape = (height * width, channels)
         else:
             feature_shape = (feature_dim,)
         return cls(model_id=model_id, encoder_id=encoder[manifest.ENCODER_ID], config=config,

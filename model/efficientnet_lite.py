@@ -116,17 +116,20 @@ def _conv(x, filters, kernel, stride, name, activation=True, depthwise=False):
 
 
 def _mbconv(x, index, kernel, stride, expand, out_channels):
-    """Mobile inverted bottleneck without squeeze-excite; residual when shapes allow."""
+    """Mobile inverted bottleneck without squeeze-excite; residual when shapes allow.
+
+    Returns the block's output and its depthwise convolution's (after ReLU6).
+    """
     prefix = f'blocks_{index}'
     in_channels = x.shape[-1]
     inputs = x
     if expand != 1:
         x = _conv(x, in_channels * expand, 1, 1, f'{prefix}_expand_conv')
-    x = _conv(x, None, kernel, stride, f'{prefix}_depthwise_conv', depthwise=True)
+    depthwise = x = _conv(x, None, kernel, stride, f'{prefix}_depthwise_conv', depthwise=True)
     x = _conv(x, out_channels, 1, 1, f'{prefix}_project_conv', activation=False)
     if stride == 1 and in_channels == out_channels:
         x = keras.layers.Add(name=f'{prefix}_add')([x, inputs])
-    return x
+    return x, depthwise
 
 
 def build(variant=LITE0):
@@ -139,7 +142,9 @@ def build(variant=LITE0):
       A ``keras.Model`` named ``variant.name`` from RGB pixels ``[B, S, S, 3]``
       in [0, 255] (uint8 or float; S is ``variant.resolution``) to a dict:
       ``spatial`` ``[B, S/32, S/32, 1280]`` (the head's feature map, rounded up),
-      ``features`` ``[B, 1280]`` (its global average pool) and
+      ``spatial_stride16`` ``[B, S/16, S/16, C]`` (the depthwise convolution
+      of the first block at 1/16 of the input: 14x14x240 for Lite0),
+      ``features`` ``[B, 1280]`` (the head map's global average pool) and
       ``logits`` ``[B, 1000]`` (ImageNet classes).
     """
     size = variant.resolution
@@ -147,15 +152,20 @@ def build(variant=LITE0):
     # The TF Lite checkpoints were trained on (x - 127) / 128 (MEAN_RGB 127, STDDEV_RGB 128).
     x = PixelScaling(1 / 128, -127 / 128, name='scale_pixels')(pixels)
     x = _conv(x, STEM_CHANNELS, 3, 2, 'conv_stem')
-    index = 0
+    index, output_stride, stride16 = 0, 2, None
     for repeats, kernel, stride, expand, out_channels in _scaled_stages(variant):
         for r in range(repeats):
-            x = _mbconv(x, index, kernel, stride if r == 0 else 1, expand, out_channels)
+            x, depthwise = _mbconv(x, index, kernel, stride if r == 0 else 1, expand, out_channels)
+            if r == 0:
+                output_stride *= stride
+                if output_stride == 16 and stride16 is None:
+                    stride16 = depthwise
             index += 1
     x = _conv(x, FEATURE_DIM, 1, 1, 'conv_head')
     features = keras.layers.GlobalAveragePooling2D(name='avg_pool')(x)
     logits = keras.layers.Dense(NUM_CLASSES, name='fc')(features)
-    return keras.Model(pixels, {'spatial': x, 'features': features, 'logits': logits}, name=variant.name)
+    return keras.Model(pixels, {'spatial': x, 'spatial_stride16': stride16, 'features': features, 'logits': logits},
+                       name=variant.name)
 
 
 # The batch norm after each PyTorch convolution, by the convolution's module name.

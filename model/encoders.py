@@ -1,11 +1,23 @@
 """Image encoders by name: a pretrained CNN that turns pixels into a feature vector.
 
 Every encoder is a Keras model from RGB pixel values in [0, 255], shape
-``[B, S, S, 3]`` (uint8 or float), to a dict with ``spatial`` ``[B, H, W, D]``
-(the last convolutional feature map, before pooling), ``features`` ``[B, D]``
-(its global average pool) and, when its weights include the ImageNet
-classifier, ``logits`` ``[B, 1000]``. Pixel scaling is the model's first
-layer; the crop it expects is its ``input_spec``.
+``[B, S, S, 3]`` (uint8 or float), to a dict with ``features`` ``[B, D]``
+(the global average pool of the last convolutional feature map),
+``spatial`` ``[B, H, W, C]`` (the map an attention decoder looks at: one of
+``SPATIAL_LAYERS``) and, when its weights include the ImageNet classifier,
+``logits`` ``[B, 1000]``. Pixel scaling is the model's first layer; the crop
+it expects is its ``input_spec``.
+
+Which map is ``spatial`` is the encoder's ``spatial_layer``. ``head``, the
+default, is the last feature map, the one ``features`` pools (7x7x1280 for
+Lite0): what ImageNet training made of the image, objects and parts. Its
+channels no longer separate colour from shape: a linear probe of the colour
+of single generated shapes, trained on colour-shape pairs that exclude some,
+names the colour of the excluded pairs right 23% of the time from the head
+map, 97% from ``stride16`` (EfficientNet-Lite only), the depthwise
+convolution of the first block at 1/16 of the input (14x14x240 for Lite0),
+which still carries colour and texture apart from shape (the demo's scenes;
+``benchmarks/decoders.py`` measures what that does to captions).
 
 ``efficientnet_lite0`` (the default), ``efficientnet_lite1`` and
 ``efficientnet_lite2`` read the ImageNet weights shipped in the
@@ -43,6 +55,9 @@ DEFAULT = 'efficientnet_lite0'
 DEFAULT_BATCH_SIZE = 32
 # Seed for weights='random', so that random encoders (tests) are reproducible.
 RANDOM_SEED = 0
+# Values of spatial_layer → the output of the networks built here that holds that map.
+SPATIAL_LAYERS = {'head': 'spatial', 'stride16': 'spatial_stride16'}
+DEFAULT_SPATIAL_LAYER = 'head'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,10 +135,13 @@ _KERAS_APPLICATIONS = {
 class Encoder:
     """A loaded encoder: its Keras model plus what a pipeline needs to know about it."""
 
-    def __init__(self, name, input_spec, id, model, batch_size=DEFAULT_BATCH_SIZE):
+    def __init__(self, name, input_spec, id, model, batch_size=DEFAULT_BATCH_SIZE,
+                 spatial_layer=DEFAULT_SPATIAL_LAYER):
         if not (isinstance(batch_size, int) and batch_size > 0):
             raise ValueError(f'batch_size must be a positive integer, got {batch_size!r}')
         self.name = name
+        # Which of SPATIAL_LAYERS model.output['spatial'] is.
+        self.spatial_layer = spatial_layer
         self.input_spec = input_spec
         # name@weights: recorded in manifests so features from different weights never mix.
         self.id = id
@@ -148,6 +166,7 @@ class Encoder:
         return {manifest.ENCODER_NAME: self.name, manifest.ENCODER_ID: self.id,
                 manifest.ENCODER_FEATURE_DIM: self.feature_dim,
                 manifest.ENCODER_SPATIAL_SHAPE: list(self.spatial_shape),
+                manifest.ENCODER_SPATIAL_LAYER: self.spatial_layer,
                 manifest.ENCODER_INPUT_SPEC: dataclasses.asdict(self.input_spec)}
 
     def __repr__(self):
@@ -187,13 +206,14 @@ class Encoder:
         """Feature vectors and the maps they pool, from one pass of the network.
 
         Returns float32 ``[B, feature_dim]`` and float32 ``[B, H, W, C]``
-        (``spatial_shape``; C is ``feature_dim``). The vector is the map's
-        mean over H and W. Both are independent of the batch, as ``features``.
+        (``spatial_shape``). With the ``head`` spatial layer, C is
+        ``feature_dim`` and the vector is the map's mean over H and W. Both
+        are independent of the batch, as ``features``.
         """
         return self._fixed_batches(self._features_and_spatial, images)
 
     def spatial_features(self, images):
-        """The last convolutional feature map before pooling, float32 ``[B, H, W, C]`` (``spatial_shape``)."""
+        """The ``spatial_layer``'s feature map, float32 ``[B, H, W, C]`` (``spatial_shape``)."""
         return self.features_and_spatial(images)[1]
 
     def logits(self, images):
@@ -208,7 +228,7 @@ def names():
     return sorted([*_LITE_ENCODERS, *_KERAS_APPLICATIONS])
 
 
-def load(name=DEFAULT, weights=None, batch_size=DEFAULT_BATCH_SIZE):
+def load(name=DEFAULT, weights=None, batch_size=DEFAULT_BATCH_SIZE, spatial_layer=DEFAULT_SPATIAL_LAYER):
     """Load an encoder by name.
 
     Args:
@@ -223,13 +243,16 @@ def load(name=DEFAULT, weights=None, batch_size=DEFAULT_BATCH_SIZE):
       batch_size: images per call of the network (``Encoder.batch_size``):
         larger is faster on big inputs, smaller wastes less on the padding of
         small ones. Features are bitwise reproducible for a fixed value.
+      spatial_layer: the map ``spatial_features`` gives, one of
+        ``SPATIAL_LAYERS``: 'head' (every encoder) or 'stride16'
+        (EfficientNet-Lite).
 
     Returns:
       An ``Encoder``. Keras applications have a classifier (``has_head``)
       only when their weights file has one; EfficientNet-Lite encoders always have.
 
     Raises:
-      ValueError: unknown name, or ImageNet weights not available offline.
+      ValueError: unknown name or spatial layer, or ImageNet weights not available offline.
       FileNotFoundError: a weights path that does not exist.
     """
     if name in _LITE_ENCODERS:
@@ -238,7 +261,19 @@ def load(name=DEFAULT, weights=None, batch_size=DEFAULT_BATCH_SIZE):
         input_spec, encoder_id, model = _load_keras_application(name, _KERAS_APPLICATIONS[name], weights)
     else:
         raise ValueError(f'unknown encoder {name!r}; known encoders: {", ".join(names())}')
-    return Encoder(name, input_spec, encoder_id, model, batch_size)
+    return Encoder(name, input_spec, encoder_id, _with_spatial_layer(name, model, spatial_layer), batch_size,
+                   spatial_layer)
+
+
+def _with_spatial_layer(name, model, spatial_layer):
+    """``model`` with ``spatial_layer``'s map as its ``spatial`` output (same layers and weights)."""
+    offered = [layer for layer, output in SPATIAL_LAYERS.items() if output in model.output]
+    if spatial_layer not in offered:
+        raise ValueError(f'unknown spatial layer {spatial_layer!r} for encoder {name}; it offers: '
+                         f'{", ".join(offered)}')
+    outputs = {key: value for key, value in model.output.items() if key not in SPATIAL_LAYERS.values()}
+    return keras.Model(model.input, {**outputs, 'spatial': model.output[SPATIAL_LAYERS[spatial_layer]]},
+                       name=model.name)
 
 
 def imagenet_labels():

@@ -59,7 +59,7 @@ _DECODERS = {
 }
 
 def export_captioner(model, model_config, encoder_name, vocab, export_dir, encoder_weights=None,
-                     max_pixels=DEFAULT_MAX_PIXELS):
+                     max_pixels=DEFAULT_MAX_PIXELS, spatial_layer=encoders.DEFAULT_SPATIAL_LAYER):
     """Writes the captioner SavedModel of a trained model.
 
     Args:
@@ -76,6 +76,8 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
         whole (written beside it, then renamed); remote ones are written
         locally, then copied with ``saved_model.pb`` last.
       encoder_weights: the encoder's weights, as ``encoders.load`` takes them.
+      spatial_layer: the encoder's map an attention decoder was trained on
+        (``encoders.load``; the preprocess manifest's).
       max_pixels: ``caption_images`` refuses images whose header declares
         more pixels than this (by default the pipelines' decoder's limit);
         also in the config, for callers that decode themselves.
@@ -94,7 +96,7 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
     if max_pixels < 1:
         raise ValueError(f'max_pixels must be positive, got {max_pixels}')
     vocab = vocabulary.read(vocab)
-    encoder = encoders.load(encoder_name, encoder_weights)
+    encoder = encoders.load(encoder_name, encoder_weights, spatial_layer=spatial_layer)
     decoder = _decoder(model, model_config)
     _check_compatible(decoder, model, model_config, encoder, vocab)
     config = {
@@ -168,14 +170,15 @@ def _check_compatible(decoder, model, model_config, encoder, vocab):
     if len(vocab) != model_config.vocab_size:
         raise ValueError(f'the vocabulary has {len(vocab)} tokens but model_config.vocab_size is '
                          f'{model_config.vocab_size}')
-    if encoder.feature_dim != model_config.feature_dim:
+    if decoder == captioner.DECODER_ATTENTION:
+        height, width, channels = encoder.spatial_shape
+        if (height * width, channels) != (model_config.grid_cells, model_config.feature_dim):
+            raise ValueError(f'encoder {encoder.id} gives a {height}x{width}x{channels} {encoder.spatial_layer} '
+                             f'feature map but model_config has {model_config.grid_cells} grid cells of '
+                             f'{model_config.feature_dim} features')
+    elif encoder.feature_dim != model_config.feature_dim:
         raise ValueError(f'encoder {encoder.id} gives {encoder.feature_dim}-d features but '
                          f'model_config.feature_dim is {model_config.feature_dim}')
-    if decoder == captioner.DECODER_ATTENTION:
-        height, width, _ = encoder.spatial_shape
-        if height * width != model_config.grid_cells:
-            raise ValueError(f'encoder {encoder.id} gives a {height}x{width} feature map but '
-                             f'model_config.grid_cells is {model_config.grid_cells}')
 
 
 def _model_id(decoder, config_json, vocab, weights):
@@ -213,9 +216,9 @@ def _captioner_module(decoder, model, model_config, encoder, vocab, config_json,
     words = getattr(module, captioner.VOCABULARY)
     size = encoder.input_spec.size
     attention = decoder == captioner.DECODER_ATTENTION
-    height, width, _ = encoder.spatial_shape
+    height, width, channels = encoder.spatial_shape
     # What the decoder reads per image: the pooled vector, or the map's cells row by row.
-    feature_shape = [height * width, encoder.feature_dim] if attention else [encoder.feature_dim]
+    feature_shape = [height * width, channels] if attention else [encoder.feature_dim]
 
     def encode(pixels):
         outputs = encoder.model(pixels, training=False)

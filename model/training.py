@@ -25,7 +25,8 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from img2txt.model import checkpoints, decoders, distribution, export as captioner_export, input_pipeline, train_step
+from img2txt.model import (checkpoints, decoders, distribution, encoders, export as captioner_export, input_pipeline,
+                           train_step)
 from img2txt.model.config import TrainingConfig
 from img2txt.model.show_and_tell import build_optimizer
 from img2txt.schemas import manifest, training_run
@@ -170,9 +171,11 @@ def export_model(model, model_config, document, data_dir, export_dir):
     The encoder and its weights are those the preprocess manifest names, so
     the exported captioner computes the features the model was trained on.
     """
+    encoder = document[manifest.ENCODER]
     return captioner_export.export_captioner(
-        model, model_config, document[manifest.ENCODER][manifest.ENCODER_NAME], input_pipeline.read_vocabulary(data_dir, document),
-        export_dir, encoder_weights=document[manifest.OPTIONS].get('encoder_weights'))
+        model, model_config, encoder[manifest.ENCODER_NAME], input_pipeline.read_vocabulary(data_dir, document),
+        export_dir, encoder_weights=document[manifest.OPTIONS].get('encoder_weights'),
+        spatial_layer=encoder.get(manifest.ENCODER_SPATIAL_LAYER, encoders.DEFAULT_SPATIAL_LAYER))
 
 
 def _model_config(document, data_dir, decoder, options):

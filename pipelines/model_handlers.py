@@ -26,8 +26,9 @@ class EncoderModelHandler(ModelHandler):
     """Decoded ``uint8 [S, S, 3]`` pixels → ``(features, spatial)`` per image.
 
     ``features`` is the pooled CNN vector (float32 ``[D]``); ``spatial`` is the
-    feature map it pools (float32 ``[H, W, D]``, ``Encoder.spatial_shape``) when
-    the handler is built with ``spatial=True``, from the same network pass, else None.
+    encoder's map of ``spatial_layer`` (float32 ``[H, W, C]``,
+    ``Encoder.spatial_shape``) when the handler is built with one, from the
+    same network pass, else None.
 
     The encoder computes in fixed batches of ``batch_size`` (``Encoder.features``),
     so features do not depend on how a runner happened to batch; Beam is asked
@@ -35,19 +36,21 @@ class EncoderModelHandler(ModelHandler):
     """
 
     def __init__(self, encoder_name=encoders.DEFAULT, weights=None, batch_size=encoders.DEFAULT_BATCH_SIZE,
-                 spatial=False):
+                 spatial_layer=None):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
         self._encoder_name = encoder_name
         self._weights = weights
         self._batch_size = batch_size
-        self._spatial = spatial
+        # None: no maps.
+        self._spatial_layer = spatial_layer
 
     def load_model(self):
-        return encoders.load(self._encoder_name, weights=self._weights, batch_size=self._batch_size)
+        return encoders.load(self._encoder_name, weights=self._weights, batch_size=self._batch_size,
+                             spatial_layer=self._spatial_layer or encoders.DEFAULT_SPATIAL_LAYER)
 
     def run_inference(self, batch, model, inference_args=None):
         pixels = np.stack(batch)
-        if self._spatial:
+        if self._spatial_layer:
             outputs = zip(*model.features_and_spatial(pixels))
         else:
             outputs = ((vector, None) for vector in model.features(pixels))

@@ -82,6 +82,11 @@ class PreprocessConfig:
     spatial_features: bool = dataclasses.field(default=False, metadata={
         'help': 'also store the encoder\'s last feature map (e.g. 7x7x1280) in each record, for attention '
                 'decoders: 7x7x1280 in float16 adds 125 kB per image'})
+    spatial_layer: str = dataclasses.field(default=encoders.DEFAULT_SPATIAL_LAYER, metadata={
+        'help': "with --spatial-features: which map to store. 'head': the last feature map, the one the features "
+                "pool (7x7x1280 for Lite0); 'stride16' (EfficientNet-Lite): the first 1/16-resolution block's "
+                '(14x14x240 for Lite0), whose channels still tell colour apart from shape',
+        'choices': tuple(encoders.SPATIAL_LAYERS)})
     spatial_dtype: str = dataclasses.field(default='float16', metadata={
         'help': 'storage type of the spatial feature maps', 'choices': training_records.FEATURE_DTYPES})
     images_per_shard: int = dataclasses.field(default=1000, metadata={
@@ -101,6 +106,9 @@ class PreprocessConfig:
             raise ValueError(f'--min-word-count must be at least 1, got {self.min_word_count}')
         if self.images_per_shard < 1:
             raise ValueError(f'--images-per-shard must be at least 1, got {self.images_per_shard}')
+        if self.spatial_layer != encoders.DEFAULT_SPATIAL_LAYER and not self.spatial_features:
+            raise ValueError(f'--spatial-layer {self.spatial_layer} chooses the map --spatial-features stores; '
+                             'add --spatial-features')
 
     def dataset_options(self):
         """The reader options that apply to this dataset format."""
@@ -247,7 +255,7 @@ def build(pipeline, config, encoder, transform_dir, temp_dir):
                | 'ImagePaths' >> beam.Map(lambda image: (image.image_id, image.image_path))
                | 'DecodeImages' >> image_decoding.DecodeImages(encoder.input_spec, config.max_pixels))
     handler = KeyedModelHandler(EncoderModelHandler(config.encoder, config.encoder_weights, config.encoder_batch_size,
-                                                    spatial=config.spatial_features))
+                                                    config.spatial_layer if config.spatial_features else None))
     encoded, encode_failed = (decoded.images
                               | 'Pixels' >> beam.MapTuple(lambda image_id, image: (image_id, image.pixels))
                               | 'Encode' >> RunInference(handler).with_exception_handling())
@@ -353,7 +361,7 @@ def run_config(config, beam_args=()):
         transform_dir = os.path.join(scratch, 'transform') if staged or dry_run else config.output
         temp_dir = (os.path.join(scratch, 'tft_tmp') if local or dry_run
                     else FileSystems.join(config.output, 'tmp', 'tft'))
-        encoder = encoders.load(config.encoder, weights=config.encoder_weights)
+        encoder = encoders.load(config.encoder, weights=config.encoder_weights, spatial_layer=config.spatial_layer)
         pipeline = beam.Pipeline(options=options)
         outputs = build(pipeline, config, encoder, transform_dir, temp_dir)
         _ = (outputs.counts | 'CountsJson' >> beam.Map(json.dumps, sort_keys=True)

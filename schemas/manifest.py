@@ -25,7 +25,8 @@ FINISHED_AT = 'finished_at'
 
 # Preprocess: what the training job needs to read the records.
 DATASET = 'dataset'
-ENCODER = 'encoder'              # {ENCODER_NAME, ENCODER_ID, ENCODER_FEATURE_DIM, ENCODER_SPATIAL_SHAPE, ENCODER_INPUT_SPEC}
+ENCODER = 'encoder'              # {ENCODER_NAME, ENCODER_ID, ENCODER_FEATURE_DIM, ENCODER_SPATIAL_SHAPE,
+                                 #  ENCODER_SPATIAL_LAYER, ENCODER_INPUT_SPEC}
 FEATURE_DTYPE = 'feature_dtype'  # 'float32' or 'float16' (schemas.training_records)
 # How the records store the encoder's spatial map ('float16' or 'float32'), or None when they
 # hold none; its [H, W, C] is the ENCODER entry's ENCODER_SPATIAL_SHAPE. Manifests written
@@ -36,12 +37,15 @@ SPLITS = 'splits'                # {split: {SPLIT_IMAGES, SPLIT_CAPTIONS, SPLIT_
 ERRORS = 'errors'                # path pattern of the error-record Parquet files
 
 # Fields of the ENCODER entry: the encoder's name, its id (name@weights hash),
-# its feature length, the [H, W, C] of the feature map it pools (absent in
-# manifests written before spatial features) and its InputSpec as a dict.
+# its feature length, the [H, W, C] of its spatial map (absent in manifests
+# written before spatial features), which map that is (model.encoders'
+# SPATIAL_LAYERS; absent in manifests written before the choice: 'head', the
+# map the features pool) and its InputSpec as a dict.
 ENCODER_NAME = 'name'
 ENCODER_ID = 'id'
 ENCODER_FEATURE_DIM = 'feature_dim'
 ENCODER_SPATIAL_SHAPE = 'spatial_shape'
+ENCODER_SPATIAL_LAYER = 'spatial_layer'
 ENCODER_INPUT_SPEC = 'input_spec'
 
 # Fields of the VOCABULARY entry: the file (relative to the output), the

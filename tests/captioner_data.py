@@ -71,8 +71,9 @@ def train_captioner(encoder, jpegs, steps=150, decoder=captioner.DECODER_SHOW_AN
     sizes = dict(vocab_size=len(vocab), feature_dim=encoder.feature_dim, embedding_size=64, lstm_units=64,
                  lstm_dropout_keep_prob=1.0, max_caption_length=12)
     if decoder == captioner.DECODER_ATTENTION:
-        height, width, _ = encoder.spatial_shape
-        config = AttentionConfig(**sizes, attention_units=64, grid_cells=height * width)
+        height, width, channels = encoder.spatial_shape
+        config = AttentionConfig(**{**sizes, 'feature_dim': channels}, attention_units=64,
+                                 grid_cells=height * width)
     else:
         config = ModelConfig(**sizes)
     keras.utils.set_random_seed(0)
@@ -109,8 +110,9 @@ def image_features(encoder, images, decoder):
     return encoder.features(pixels)
 
 
-def train_and_export(export_dir, decoder=captioner.DECODER_SHOW_AND_TELL):
-    """Trains the small captioner with ``decoder`` and exports it to ``export_dir``; returns the model id."""
-    encoder = encoders.load()
+def train_and_export(export_dir, decoder=captioner.DECODER_SHOW_AND_TELL, spatial_layer=encoders.DEFAULT_SPATIAL_LAYER):
+    """Trains the small captioner with ``decoder`` (attention: on ``spatial_layer``'s maps) and exports it to
+    ``export_dir``; returns the model id."""
+    encoder = encoders.load(spatial_layer=spatial_layer)
     model, config, vocab = train_captioner(encoder, photos_jpeg(), decoder=decoder)
-    return export.export_captioner(model, config, encoders.DEFAULT, vocab, export_dir)
+    return export.export_captioner(model, config, encoders.DEFAULT, vocab, export_dir, spatial_layer=spatial_layer)

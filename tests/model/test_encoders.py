@@ -176,6 +176,33 @@ def test_every_encoder_has_a_spatial_map(name):
     np.testing.assert_allclose(spatial.mean(axis=(1, 2)), features, rtol=1e-4, atol=1e-5)
 
 
+# The first block at 1/16 of the input, and its depthwise output's shape, per Lite size (depth scaling
+# adds blocks before it in Lite1 and Lite2; width scaling widens Lite2's).
+STRIDE16 = {'efficientnet_lite0': (5, (14, 14, 240)), 'efficientnet_lite1': (7, (15, 15, 240)),
+            'efficientnet_lite2': (7, (17, 17, 288))}
+
+
+def test_the_stride16_map_is_the_first_sixteenth_resolution_blocks_depthwise_output(lite):
+    block, shape = STRIDE16[lite.name]
+    encoder = encoders.load(lite.name, spatial_layer='stride16')
+    assert (encoder.spatial_layer, encoder.spatial_shape) == ('stride16', shape)
+    assert encoder.describe()['spatial_layer'] == 'stride16' and encoder.describe()['spatial_shape'] == list(shape)
+    batch = np.stack(list(_crops(lite.input_spec).values()))
+    features, spatial = encoder.features_and_spatial(batch)
+    layer = keras.Model(encoder.model.input, encoder.model.get_layer(f'blocks_{block}_depthwise_conv_relu6').output)
+    np.testing.assert_allclose(spatial, layer(batch.astype(np.float32)).numpy(), rtol=1e-5, atol=1e-5)
+    # The pooled vector is the head's whatever map is chosen: Show and Tell reads the same records.
+    np.testing.assert_array_equal(features, lite.features(batch))
+    assert lite.spatial_layer == 'head' and lite.describe()['spatial_layer'] == 'head'
+
+
+def test_an_encoder_refuses_a_spatial_layer_it_lacks():
+    with pytest.raises(ValueError, match="^unknown spatial layer 'stride16' for encoder resnet50; it offers: head$"):
+        encoders.load('resnet50', weights='random', spatial_layer='stride16')
+    with pytest.raises(ValueError, match="^unknown spatial layer 'middle' .* it offers: head, stride16$"):
+        encoders.load(spatial_layer='middle')
+
+
 def test_wrong_image_shape_is_a_clear_error(lite0):
     with pytest.raises(ValueError, match=r'\[B, 224, 224, 3\]'):
         lite0.features(np.zeros((224, 224, 3), np.uint8))

@@ -4,12 +4,13 @@ import os
 
 import pyarrow.parquet as pq
 import pytest
+import tensorflow as tf
 
 from captioner_data import CAPTIONS, encoded, photo, train_and_export
 from img2txt.jobs import cli
-from img2txt.model import evaluation
+from img2txt.model import evaluation, export
 from img2txt.pipelines import evaluate, preprocess
-from img2txt.schemas import captioner, evaluation as schema
+from img2txt.schemas import captioner, evaluation as schema, manifest
 
 # Reference captions per photo: the one the model learnt, and another way to say it.
 REFERENCES = {name: [caption, f'a photo of {caption}'] for name, caption in CAPTIONS.items()}
@@ -84,19 +85,32 @@ def test_evaluate_from_a_preprocess_output_gives_the_same_captions(model, datase
         f'{name}-test.jpg': caption for name, caption in CAPTIONS.items()}
 
 
-def test_an_attention_captioner_evaluates_from_the_stored_spatial_maps(dataset, tmp_path):
+@pytest.mark.parametrize('spatial_layer', ['head', 'stride16'])
+def test_an_attention_captioner_evaluates_from_the_stored_spatial_maps(dataset, tmp_path, spatial_layer):
+    """The maps preprocess stored and the export computes in-graph from JPEG bytes are the same layer's."""
     captions, images = dataset
     export_dir = str(tmp_path / 'attention')
-    train_and_export(export_dir, decoder=captioner.DECODER_ATTENTION)
+    train_and_export(export_dir, decoder=captioner.DECODER_ATTENTION, spatial_layer=spatial_layer)
     data = str(tmp_path / 'data')
-    preprocess.run_config(preprocess.PreprocessConfig(dataset='jsonl', captions=captions, images=images, output=data,
-                                                      min_word_count=1, spatial_features=True))
+    result = preprocess.run_config(preprocess.PreprocessConfig(
+        dataset='jsonl', captions=captions, images=images, output=data, min_word_count=1, spatial_features=True,
+        spatial_layer=spatial_layer))
+    assert result[manifest.ENCODER][manifest.ENCODER_SPATIAL_LAYER] == spatial_layer
+    assert result[manifest.ENCODER][manifest.ENCODER_SPATIAL_SHAPE] == {'head': [7, 7, 1280],
+                                                                         'stride16': [14, 14, 240]}[spatial_layer]
     document = evaluate.run_config(evaluate.EvaluateConfig(model=export_dir, output=str(tmp_path / 'eval'), data=data,
                                                            meteor=False))
     rows = pq.read_table(os.path.join(tmp_path, 'eval', schema.IMAGES_FILE)).to_pylist()
     assert {row[schema.IMAGE_ID]: row[schema.CAPTION] for row in rows} == {
         f'{name}-test.jpg': caption for name, caption in CAPTIONS.items()}
     assert document[schema.SUBSETS]['all']['BLEU-4'] == pytest.approx(1.0)
+    # From JPEG bytes, the export's own decoder and encoder.
+    loaded = export.load_captioner(export_dir)
+    files = sorted(os.listdir(images))
+    outputs = loaded.signatures[captioner.CAPTION_IMAGES](
+        **{captioner.IMAGES: tf.constant([open(os.path.join(images, f), 'rb').read() for f in files])})
+    best = [texts[0] for texts in export.captions_text(outputs[captioner.CAPTIONS])]
+    assert best == [CAPTIONS[f.split('-')[0]] for f in files]
 
 
 def test_bad_options_are_one_line_errors(model, tmp_path, capsys):

@@ -232,6 +232,10 @@ def test_bad_options_are_one_line_errors(dataset, tmp_path):
     with pytest.raises(ValueError, match='min-word-count'):
         preprocess.PreprocessConfig(dataset='jsonl', captions=str(captions), images=str(images),
                                     output=str(tmp_path), min_word_count=0)
+    with pytest.raises(ValueError, match='^--spatial-layer stride16 chooses the map --spatial-features stores; add '
+                                         '--spatial-features$'):
+        preprocess.PreprocessConfig(dataset='jsonl', captions=str(captions), images=str(images),
+                                    output=str(tmp_path), spatial_layer='stride16')
     with pytest.raises(FileNotFoundError, match='nope.jsonl'):
         preprocess.run_config(preprocess.PreprocessConfig(
             dataset='jsonl', captions=str(tmp_path / 'nope.jsonl'), images=str(images), output=str(tmp_path)))

@@ -1,0 +1,157 @@
+"""Show and Tell against soft attention on the demo's scenes: which decoder names every object right, at what cost.
+
+Generates the demo's scenes (``jobs/scenes.py``: one or two coloured shapes,
+six colour-shape pairs never in train or val), preprocesses them once per
+spatial map, then trains each decoder with the demo's budget
+(``jobs.demo.training_options``: Adam, batch 128, LSTM 256, 12 epochs) on the
+same records:
+
+  show_and_tell        the pooled 1280-d vector, read once
+  attention/head       soft attention over the head map (7x7x1280 for Lite0)
+  attention/stride16   soft attention over the stride-16 map (14x14x240)
+
+Each is trained once per seed (``--seeds``) and evaluated on the test split
+(``img2txt evaluate``'s metrics): BLEU-4, CIDEr-D and the share of captions
+naming every object right ("mentions right"), on the scenes of seen pairs and
+on those showing a held-out pair; the figures are the median over seeds with
+min and max, as is training's captions/s. Then the caption pipeline's
+marginal images/s (as ``caption.py`` takes it: a run over ``--images``
+photos against one over a fifth of them, which cancels start-up) of each
+seed-0 export on the same photos, the test scenes, interleaved in rounds
+(``measure.py``).
+
+Targets (the issue's): the better decoder on held-out pairs names every
+object right in >= 50% of held-out-pair captions and >= 90% of seen-pair
+ones, with whole-test BLEU-4 at least Show and Tell's; its caption pipeline
+>= 70% of Show and Tell's images/s.
+
+    .venv/bin/python benchmarks/decoders.py [--seeds 3] [--scenes 2000] [--epochs 12] [--images 200] [--repeats 5]
+
+About 25 minutes per seed on 2 CPU cores.
+"""
+import argparse
+import os
+import statistics
+import tempfile
+
+import measure
+from caption import link_photos, pipeline_seconds
+from img2txt.jobs import demo, scenes
+from img2txt.model import training
+from img2txt.pipelines import evaluate, preprocess
+from img2txt.schemas import evaluation, training_run
+
+BLEU_4 = evaluation.BLEU[3]
+# (label, decoder, spatial layer of the records it trains on).
+CANDIDATES = (
+    ('show_and_tell', training_run.SHOW_AND_TELL, 'head'),
+    ('attention/head', training_run.ATTENTION, 'head'),
+    ('attention/stride16', training_run.ATTENTION, 'stride16'),
+)
+
+
+def preprocessed(workdir, captions, images, spatial_layer):
+    """The scenes' records with ``spatial_layer``'s maps (made once per layer)."""
+    data = os.path.join(workdir, f'data-{spatial_layer}')
+    if not os.path.exists(data):
+        preprocess.run_config(preprocess.PreprocessConfig(
+            dataset='jsonl', captions=captions, images=images, output=data, spatial_features=True,
+            spatial_layer=spatial_layer), [])
+    return data
+
+
+def train_and_evaluate(data, model_dir, decoder, args, seed):
+    """Trains with the demo's budget and evaluates the test split; (TrainResult, metrics.json document)."""
+    model_options, training_config = demo.training_options(args.lstm_units, args.epochs, seed)
+    trained = training.train(data, model_dir, model_options, training_config, decoder=decoder, log=lambda line: None)
+    metrics = evaluate.run_config(evaluate.EvaluateConfig(model=trained.export_dir, output=model_dir + '-evaluation',
+                                                          data=data, meteor=False), [])
+    return trained, metrics
+
+
+def figure(metrics, subset, name):
+    """One metric of one subset (``evaluation.ALL``: the whole split) of an evaluate document."""
+    return metrics[evaluation.SUBSETS][subset][name]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--seeds', type=int, default=3, help='training runs per decoder (seeds 0..N-1)')
+    parser.add_argument('--scenes', type=int, default=2000)
+    parser.add_argument('--epochs', type=int, default=demo.DEFAULT_EPOCHS)
+    parser.add_argument('--lstm-units', type=int, default=demo.DEFAULT_LSTM_UNITS)
+    parser.add_argument('--images', type=int, default=200, help='photos per caption-pipeline run')
+    parser.add_argument('--repeats', type=int, default=measure.REPEATS)
+    parser.add_argument('--workdir', help='keep the data and models here (default: a temporary folder)')
+    args = parser.parse_args()
+
+    workdir = args.workdir or tempfile.mkdtemp(prefix='img2txt-decoders-')
+    captions, images = scenes.write_scenes(os.path.join(workdir, 'scenes'), args.scenes, seed=0)
+    print(f'{args.scenes} scenes, {args.epochs} epochs, LSTM {args.lstm_units}, {args.seeds} seeds -> {workdir}',
+          flush=True)
+
+    rows, exports = {}, {}
+    for label, decoder, layer in CANDIDATES:
+        data = preprocessed(workdir, captions, images, layer)
+        runs = []
+        for seed in range(args.seeds):
+            trained, metrics = train_and_evaluate(data, os.path.join(workdir, f'{label.replace("/", "-")}-{seed}'),
+                                                  decoder, args, seed)
+            runs.append((trained.captions_per_second, metrics))
+            exports.setdefault(label, trained.export_dir)
+            held = figure(metrics, scenes.HELD_OUT_SUBSET, evaluation.MENTIONS_RIGHT)
+            print(f'  {label} seed {seed}: held-out mentions right {held:.0%}, '
+                  f'{trained.captions_per_second:.0f} captions/s', flush=True)
+        rows[label] = runs
+
+    columns = [(evaluation.ALL, BLEU_4), (evaluation.ALL, evaluation.CIDER_D),
+               (scenes.SEEN, evaluation.MENTIONS_RIGHT), (scenes.HELD_OUT_SUBSET, evaluation.MENTIONS_RIGHT),
+               (scenes.SEEN, BLEU_4), (scenes.HELD_OUT_SUBSET, BLEU_4)]
+    print(f'\nquality on the test split, median over {args.seeds} seeds (min, max):')
+    medians = {}
+    for label, runs in rows.items():
+        print(f'  {label}')
+        for subset, name in columns:
+            values = [figure(metrics, subset, name) for _, metrics in runs]
+            medians[label, subset, name] = statistics.median(values)
+            print(f'    {subset:9} {name:15} {measure.summary(values, digits=3)}')
+        print(f'    training captions/s       {measure.summary([rate for rate, _ in runs], digits=0)}')
+
+    test_scenes = sorted(os.path.join(images, name) for name in demo.test_scenes(captions))
+    full = link_photos(test_scenes, os.path.join(workdir, 'photos-full'), args.images)
+    fifth = link_photos(test_scenes, os.path.join(workdir, 'photos-fifth'), args.images // 5)
+    del full, fifth
+    outputs = iter(range(10 ** 6))
+
+    def marginal(export_dir):
+        def sample():
+            big = pipeline_seconds(export_dir, os.path.join(workdir, 'photos-full'),
+                                   os.path.join(workdir, f'captions-{next(outputs)}'), [])
+            small = pipeline_seconds(export_dir, os.path.join(workdir, 'photos-fifth'),
+                                     os.path.join(workdir, f'captions-{next(outputs)}'), [])
+            return (args.images - args.images // 5) / (big - small)
+        return sample
+
+    rates = measure.interleave({label: marginal(export_dir) for label, export_dir in exports.items()},
+                               repeats=args.repeats)
+    print(f'\ncaption pipeline, marginal images/s over {args.images} test scenes ({args.repeats} rounds):')
+    for label, samples in rates.items():
+        print(f'  {label:20} {measure.summary(samples)}')
+
+    reference = 'show_and_tell'
+    best = max((label for label, _, _ in CANDIDATES),
+               key=lambda label: medians[label, scenes.HELD_OUT_SUBSET, evaluation.MENTIONS_RIGHT])
+    held = medians[best, scenes.HELD_OUT_SUBSET, evaluation.MENTIONS_RIGHT]
+    seen = medians[best, scenes.SEEN, evaluation.MENTIONS_RIGHT]
+    bleu, reference_bleu = medians[best, evaluation.ALL, BLEU_4], medians[reference, evaluation.ALL, BLEU_4]
+    print(f'\nbest on held-out pairs: {best}')
+    print(f'  held-out mentions right {held:.1%} (target >= 50%)')
+    print(f'  seen mentions right     {seen:.1%} (target >= 90%)')
+    print(f'  BLEU-4 {bleu:.3f} against show_and_tell {reference_bleu:.3f} (target: at least)')
+    if best != reference:
+        speed = measure.ratios(rates[best], rates[reference])
+        print(f'  caption pipeline / show_and_tell: {measure.summary(speed, scale=100, unit="%")} (target >= 70%)')
+
+
+if __name__ == '__main__':
+    main()
