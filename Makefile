@@ -30,7 +30,7 @@ demo: $(INSTALLED)
 	$(BIN)/img2txt demo
 
 bench: $(INSTALLED)
-	for b in decode preprocess train beam caption; do $(BIN)/python benchmarks/$$b.py || exit 1; done
+	for b in decode preprocess train beam caption decoders; do $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -10,8 +10,15 @@ the cells, the context, is part of that step's input and output.
     at step t, from h_{t-1}:
       α_t = softmax_L(w · tanh(W_a a + W_h h_{t-1} + b))    [B, L], sums to 1
       z_t = β_t Σ_l α_tl a_l,  β_t = sigmoid(w_β · h_{t-1})  [B, D]  (the gate)
-      h_t, c_t = LSTM([E y_{t-1}; z_t], h_{t-1}, c_{t-1})
+      h_t, c_t = LSTM([E y_{t-1}; z_t], h_{t-1}, c_{t-1})    (inject_context=False: LSTM(E y_{t-1}, ...))
       logits_t = L_o tanh(E y_{t-1} + L_h h_t + L_z z_t)     [B, V]  (deep output)
+
+With ``inject_context`` off the LSTM reads only the words (Tanti et al.'s
+"merge"): it is a language model that chooses where to look, and what it
+sees reaches the next word only through the output layer. The language
+state then cannot learn that a shape never follows a colour in the training
+captions by way of the image; on the demo's held-out colour-shape pairs that
+is the difference (``benchmarks/decoders.py``).
 
 The output layer is the paper's deep output (its eq. 7) with the tanh of the
 authors' code: the next word depends on the previous word, the state and the
@@ -76,7 +83,7 @@ class ShowAttendAndTell(keras.Model):
         self.attention_score = dense(1, 'attention_score', use_bias=False)
         # The gate β lets a step take little from the image (function words).
         self.gate = dense(1, 'gate', activation='sigmoid') if config.gate else None
-        # [B, embedding_size + feature_dim] -> [B, lstm_units].
+        # [B, embedding_size (+ feature_dim when injecting the context)] -> [B, lstm_units].
         self.lstm_cell = keras.layers.LSTMCell(
             config.lstm_units, kernel_initializer=initializer(), recurrent_initializer=initializer(),
             name='lstm_cell')
@@ -93,7 +100,7 @@ class ShowAttendAndTell(keras.Model):
             layer.build((None, config.lstm_units))
         self.attention_score.build((None, config.attention_units))
         self.word_embedding.build((None, None))
-        self.lstm_cell.build((None, config.embedding_size + config.feature_dim))
+        self.lstm_cell.build((None, config.embedding_size + (config.feature_dim if config.inject_context else 0)))
         self.logits.build((None, config.embedding_size))
         self.built = True
 
@@ -234,7 +241,8 @@ class ShowAttendAndTell(keras.Model):
         context = tf.einsum('nl,nld->nd', attention, features)
         if self.gate is not None:
             context *= self.gate(h)
-        _, (h, c) = self.lstm_cell(tf.concat([embeddings, context], axis=-1), [h, c], training=False)
+        lstm_input = tf.concat([embeddings, context], axis=-1) if self.config.inject_context else embeddings
+        _, (h, c) = self.lstm_cell(lstm_input, [h, c], training=False)
         return h, c, context, attention
 
     def _deep_output(self, embeddings, h, context, training):

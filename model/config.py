@@ -120,6 +120,13 @@ class AttentionConfig(_DecoderConfig):
                                       'image has a feature vector for')
     gate: bool = _field(True, help='scale the attended context by a gate sigmoid(w . h) learned from the LSTM '
                                    'state, as the paper does')
+    # The paper's decoder injects the context into the LSTM. Without it the
+    # LSTM reads only words: a language model that decides where to look,
+    # while what it sees reaches the next word through the output layer alone
+    # (the "merge" architecture of Tanti et al., 2018).
+    inject_context: bool = _field(True, help='feed the attended context to the LSTM as well as to the output layer, '
+                                             'as the paper does; --no-inject-context: to the output layer only, so '
+                                             'the LSTM reads only the words and chooses where to look')
     doubly_stochastic_weight: float = _field(1.0, help='lambda of the doubly stochastic attention penalty '
                                                        'lambda * sum over cells of (1 - attention summed over '
                                                        'the caption) ** 2, added to the loss; 0 disables it')
@@ -130,6 +137,7 @@ class AttentionConfig(_DecoderConfig):
             value = getattr(self, name)
             _check(isinstance(value, int) and value > 0, f'{name} must be a positive integer, got {value!r}')
         _check(isinstance(self.gate, bool), f'gate must be a bool, got {self.gate!r}')
+        _check(isinstance(self.inject_context, bool), f'inject_context must be a bool, got {self.inject_context!r}')
         _check(self.doubly_stochastic_weight >= 0,
                f'doubly_stochastic_weight must be >= 0, got {self.doubly_stochastic_weight}')
 

@@ -55,7 +55,7 @@ _DECODERS = {
                                       ('vocab_size', 'feature_dim', 'embedding_size', 'lstm_units')),
     captioner.DECODER_ATTENTION: (AttentionConfig, ShowAttendAndTell,
                                   ('vocab_size', 'feature_dim', 'embedding_size', 'lstm_units',
-                                   'attention_units', 'grid_cells', 'gate')),
+                                   'attention_units', 'grid_cells', 'gate', 'inject_context')),
 }
 
 def export_captioner(model, model_config, encoder_name, vocab, export_dir, encoder_weights=None,

@@ -63,6 +63,7 @@ def test_demo_runs_end_to_end_and_learns_far_more_than_the_most_common_caption(t
     out = capsys.readouterr().out
     assert 'coffee.jpg: espresso' in out
     assert '3/7 preprocess: 400 images and 2000 captions written, 0 failed' in out
+    assert '4/7 trained attention, ' in out
     assert '6/7 caption pipeline: 46 files, 44 captioned, 2 failed' in out
     assert out.rstrip().endswith(f'Open {workdir / "report.html"} in a browser to see the captions, errors, '
                                  'metrics and loss curves.')
@@ -82,6 +83,8 @@ def test_demo_runs_end_to_end_and_learns_far_more_than_the_most_common_caption(t
     assert metrics[scenes.SEEN][evaluation.MENTIONS_RIGHT] > 0.1
     report = (workdir / 'report.html').read_text()
     assert 'truncated.jpg' in report and 'notes.jpg' in report
+    # The demo's attention decoder shows where it looked, word by word.
+    assert '<section id="attention"><h2>Where the model looked</h2>' in report
 
 
 def test_demo_clears_only_its_own_folder(tmp_path):

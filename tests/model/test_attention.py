@@ -49,7 +49,8 @@ def test_config_defaults_round_trip_and_checks():
     with pytest.raises(ValueError, match=r"unknown AttentionConfig fields \['attention_size'\]"):
         AttentionConfig.from_dict({**config.to_dict(), 'attention_size': 8})
     for bad, message in [(dict(grid_cells=0), 'grid_cells'), (dict(attention_units=1.5), 'attention_units'),
-                         (dict(gate='yes'), 'gate'), (dict(doubly_stochastic_weight=-1.0), 'doubly_stochastic'),
+                         (dict(gate='yes'), 'gate'), (dict(inject_context=1), 'inject_context'),
+                         (dict(doubly_stochastic_weight=-1.0), 'doubly_stochastic'),
                          (dict(lstm_dropout_keep_prob=0.0), 'lstm_dropout_keep_prob')]:
         with pytest.raises(ValueError, match=message):
             AttentionConfig(vocab_size=10, feature_dim=8, **bad)
@@ -72,10 +73,12 @@ def test_forward_shapes_attention_and_dropout_only_in_training():
         model((random_grids(3, grid_cells=GRID_CELLS + 1), input_ids))
 
 
-@pytest.mark.parametrize('gate', [True, False])
-def test_step_api_matches_training_forward(gate):
-    model = tiny_model(gate=gate)
+@pytest.mark.parametrize('gate, inject_context', [(True, True), (False, True), (True, False)])
+def test_step_api_matches_training_forward(gate, inject_context):
+    model = tiny_model(gate=gate, inject_context=inject_context)
     assert (model.gate is not None) == gate
+    # The LSTM reads the context only when injecting it.
+    assert model.lstm_cell.kernel.shape[0] == 8 + (FEATURE_DIM if inject_context else 0)
     features = random_grids(3, seed=1)
     input_ids, _ = split_caption_ids(CAPTIONS)
     expected = tf.nn.log_softmax(model((features, input_ids)))
@@ -124,9 +127,9 @@ def test_doubly_stochastic_penalty_by_hand():
     assert float(tiny_model(doubly_stochastic_weight=0.0).doubly_stochastic_loss_sum(target_ids, attention)) == 0.0
 
 
-@pytest.mark.parametrize('alpha', [0.0, 0.7])
-def test_wide_beam_equals_exhaustive_search(alpha):
-    assert_wide_beam_is_exhaustive(tiny_model(vocab_size=6), random_grids(2), alpha)
+@pytest.mark.parametrize('alpha, inject_context', [(0.0, True), (0.7, True), (0.0, False)])
+def test_wide_beam_equals_exhaustive_search(alpha, inject_context):
+    assert_wide_beam_is_exhaustive(tiny_model(vocab_size=6, inject_context=inject_context), random_grids(2), alpha)
 
 
 def test_beam_of_one_is_greedy_decoding():
@@ -142,7 +145,8 @@ def test_runs_in_exported_function_with_dynamic_batch(tmp_path):
         tiny_model(vocab_size=20), [random_grids(batch, seed=batch) for batch in (5, 2)], tmp_path / 'export')
 
 
-def test_tiny_model_overfits_distinct_captions():
+@pytest.mark.parametrize('inject_context', [True, False])
+def test_tiny_model_overfits_distinct_captions(inject_context):
     num_images, max_words, grid_cells, feature_dim = 10, 6, 4, 16
     rng = np.random.default_rng(0)
     features = random_grids(num_images, grid_cells=grid_cells, feature_dim=feature_dim)
@@ -155,7 +159,8 @@ def test_tiny_model_overfits_distinct_captions():
         captions[i, :len(caption) + 2] = [START_ID, *caption, END_ID]
 
     model = tiny_model(vocab_size=30, feature_dim=feature_dim, grid_cells=grid_cells, embedding_size=32,
-                       lstm_units=64, attention_units=16, initializer_scale=0.08, lstm_dropout_keep_prob=0.9)
+                       lstm_units=64, attention_units=16, initializer_scale=0.08, lstm_dropout_keep_prob=0.9,
+                       inject_context=inject_context)
     optimizer = build_optimizer(TrainingConfig(optimizer='adam', learning_rate=0.01), steps_per_epoch=1)
     input_ids, target_ids = split_caption_ids(tf.constant(captions))
 
