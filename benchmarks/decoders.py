@@ -3,12 +3,17 @@
 Generates the demo's scenes (``jobs/scenes.py``: one or two coloured shapes,
 six colour-shape pairs never in train or val), preprocesses them once per
 spatial map, then trains each decoder with the demo's budget
-(``jobs.demo.training_options``: Adam, batch 128, LSTM 256, 12 epochs) on the
-same records:
+(``jobs.demo.training_options``: Adam, batch 128, LSTM 256, 24 epochs; for
+attention the demo's options, attention units 128 and the context fed to the
+output layer only, ``--no-inject-context``) on the same records:
 
   show_and_tell        the pooled 1280-d vector, read once
   attention/head       soft attention over the head map (7x7x1280 for Lite0)
-  attention/stride16   soft attention over the stride-16 map (14x14x240)
+  attention/stride16   soft attention over the stride-16 map (14x14x240): the demo's
+
+First, why two maps: a linear probe (softmax regression on the map's mean)
+learns the colour of the single-shape train scenes from each map and names
+the colour of the single-shape test scenes, seen pairs and held-out pairs.
 
 Each is trained once per seed (``--seeds``) and evaluated on the test split
 (``img2txt evaluate``'s metrics): BLEU-4, CIDEr-D and the share of captions
@@ -25,28 +30,32 @@ object right in >= 50% of held-out-pair captions and >= 90% of seen-pair
 ones, with whole-test BLEU-4 at least Show and Tell's; its caption pipeline
 >= 70% of Show and Tell's images/s.
 
-    .venv/bin/python benchmarks/decoders.py [--seeds 3] [--scenes 2000] [--epochs 12] [--images 200] [--repeats 5]
+    .venv/bin/python benchmarks/decoders.py [--seeds 3] [--scenes 2000] [--epochs 24] [--images 1000] [--repeats 5]
 
-About 25 minutes per seed on 2 CPU cores.
+About 25 minutes per seed, and 10 for the caption pipeline, on 2 CPU cores.
 """
 import argparse
+import json
 import os
 import statistics
 import tempfile
 
+import keras
+import numpy as np
+
 import measure
 from caption import link_photos, pipeline_seconds
 from img2txt.jobs import demo, scenes
-from img2txt.model import training
-from img2txt.pipelines import evaluate, preprocess
+from img2txt.model import encoders, storage, training
+from img2txt.pipelines import evaluate, image_decoding, preprocess
 from img2txt.schemas import evaluation, training_run
 
 BLEU_4 = evaluation.BLEU[3]
-# (label, decoder, spatial layer of the records it trains on).
+# (label, decoder, spatial layer of the records it trains on, attention options besides the demo's).
 CANDIDATES = (
-    ('show_and_tell', training_run.SHOW_AND_TELL, 'head'),
-    ('attention/head', training_run.ATTENTION, 'head'),
-    ('attention/stride16', training_run.ATTENTION, 'stride16'),
+    ('show_and_tell', training_run.SHOW_AND_TELL, 'head', {}),
+    ('attention/head', training_run.ATTENTION, 'head', {}),
+    ('attention/stride16', training_run.ATTENTION, 'stride16', {}),
 )
 
 
@@ -60,9 +69,32 @@ def preprocessed(workdir, captions, images, spatial_layer):
     return data
 
 
-def train_and_evaluate(data, model_dir, decoder, args, seed):
+def colour_probe(captions, images, spatial_layer):
+    """Share of single-shape test scenes whose colour a linear probe of the map's mean names: {subset: share}."""
+    encoder = encoders.load(spatial_layer=spatial_layer)
+    with open(captions, encoding='utf-8') as f:
+        records = [r for r in map(json.loads, f) if len(r['mentions']) == 1]
+    pixels = np.stack([image_decoding.decode(storage.read_bytes(os.path.join(images, r['image'])),
+                                             encoder.input_spec) for r in records])
+    means = encoder.spatial_features(pixels).mean(axis=(1, 2))
+    colours = np.array([list(scenes.COLOURS).index(r['mentions'][0].split()[0]) for r in records])
+    train = np.array([r['split'] == 'train' for r in records])
+    mean, std = means[train].mean(0), means[train].std(0) + 1e-3
+    keras.utils.set_random_seed(0)
+    probe = keras.Sequential([keras.layers.Dense(len(scenes.COLOURS),
+                                                 kernel_regularizer=keras.regularizers.l2(1e-3))])
+    probe.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    probe.fit((means[train] - mean) / std, colours[train], epochs=100, batch_size=64, verbose=0)
+    named = probe.predict((means - mean) / std, verbose=0).argmax(-1) == colours
+    subsets = np.array([r.get('subset', '') for r in records])
+    return {subset: (float(named[subsets == subset].mean()), int((subsets == subset).sum()))
+            for subset in (scenes.SEEN, scenes.HELD_OUT_SUBSET)}
+
+
+def train_and_evaluate(data, model_dir, decoder, options, args, seed):
     """Trains with the demo's budget and evaluates the test split; (TrainResult, metrics.json document)."""
-    model_options, training_config = demo.training_options(args.lstm_units, args.epochs, seed)
+    model_options, training_config = demo.training_options(decoder, args.lstm_units, args.epochs, seed,
+                                                           {**demo.ATTENTION_OPTIONS, **options})
     trained = training.train(data, model_dir, model_options, training_config, decoder=decoder, log=lambda line: None)
     metrics = evaluate.run_config(evaluate.EvaluateConfig(model=trained.export_dir, output=model_dir + '-evaluation',
                                                           data=data, meteor=False), [])
@@ -80,7 +112,8 @@ def main():
     parser.add_argument('--scenes', type=int, default=2000)
     parser.add_argument('--epochs', type=int, default=demo.DEFAULT_EPOCHS)
     parser.add_argument('--lstm-units', type=int, default=demo.DEFAULT_LSTM_UNITS)
-    parser.add_argument('--images', type=int, default=200, help='photos per caption-pipeline run')
+    parser.add_argument('--images', type=int, default=1000,
+                        help='photos in the longer of the two caption-pipeline runs (the shorter has a fifth)')
     parser.add_argument('--repeats', type=int, default=measure.REPEATS)
     parser.add_argument('--workdir', help='keep the data and models here (default: a temporary folder)')
     args = parser.parse_args()
@@ -90,13 +123,19 @@ def main():
     print(f'{args.scenes} scenes, {args.epochs} epochs, LSTM {args.lstm_units}, {args.seeds} seeds -> {workdir}',
           flush=True)
 
+    print('linear colour probe on single-shape test scenes (trained on the train split\'s):')
+    for layer in dict.fromkeys(layer for _, _, layer, _ in CANDIDATES):
+        shares = colour_probe(captions, images, layer)
+        print(f'  {layer:9} ' + ', '.join(f'{subset} {share:.0%} of {count}'
+                                          for subset, (share, count) in shares.items()), flush=True)
+
     rows, exports = {}, {}
-    for label, decoder, layer in CANDIDATES:
+    for label, decoder, layer, options in CANDIDATES:
         data = preprocessed(workdir, captions, images, layer)
         runs = []
         for seed in range(args.seeds):
             trained, metrics = train_and_evaluate(data, os.path.join(workdir, f'{label.replace("/", "-")}-{seed}'),
-                                                  decoder, args, seed)
+                                                  decoder, options, args, seed)
             runs.append((trained.captions_per_second, metrics))
             exports.setdefault(label, trained.export_dir)
             held = figure(metrics, scenes.HELD_OUT_SUBSET, evaluation.MENTIONS_RIGHT)
@@ -118,18 +157,17 @@ def main():
         print(f'    training captions/s       {measure.summary([rate for rate, _ in runs], digits=0)}')
 
     test_scenes = sorted(os.path.join(images, name) for name in demo.test_scenes(captions))
-    full = link_photos(test_scenes, os.path.join(workdir, 'photos-full'), args.images)
-    fifth = link_photos(test_scenes, os.path.join(workdir, 'photos-fifth'), args.images // 5)
-    del full, fifth
+    folders = {count: os.path.join(workdir, f'photos-{count}') for count in (args.images, args.images // 5)}
+    for count, folder in folders.items():
+        link_photos(test_scenes, folder, count)
     outputs = iter(range(10 ** 6))
 
     def marginal(export_dir):
         def sample():
-            big = pipeline_seconds(export_dir, os.path.join(workdir, 'photos-full'),
-                                   os.path.join(workdir, f'captions-{next(outputs)}'), [])
-            small = pipeline_seconds(export_dir, os.path.join(workdir, 'photos-fifth'),
-                                     os.path.join(workdir, f'captions-{next(outputs)}'), [])
-            return (args.images - args.images // 5) / (big - small)
+            seconds = {count: pipeline_seconds(export_dir, folder, os.path.join(workdir, f'captions-{next(outputs)}'),
+                                               [])
+                       for count, folder in folders.items()}
+            return (args.images - args.images // 5) / (seconds[args.images] - seconds[args.images // 5])
         return sample
 
     rates = measure.interleave({label: marginal(export_dir) for label, export_dir in exports.items()},
@@ -139,7 +177,7 @@ def main():
         print(f'  {label:20} {measure.summary(samples)}')
 
     reference = 'show_and_tell'
-    best = max((label for label, _, _ in CANDIDATES),
+    best = max((label for label, *_ in CANDIDATES),
                key=lambda label: medians[label, scenes.HELD_OUT_SUBSET, evaluation.MENTIONS_RIGHT])
     held = medians[best, scenes.HELD_OUT_SUBSET, evaluation.MENTIONS_RIGHT]
     seen = medians[best, scenes.SEEN, evaluation.MENTIONS_RIGHT]
