@@ -160,6 +160,16 @@ def cell_levels(tile, crop, grid):
                      for tile_rows, crop_rows in zip(np.array_split(tile, grid[0]), np.array_split(crop, grid[0]))])
 
 
+def assert_self_contained(dom, images):
+    """The page links nothing, its ``images`` images are inline JPEGs and its policy allows only those."""
+    assert not list(dom.find_all('link'))
+    sources = [node.attrs['src'] for node in dom.find_all() if 'src' in node.attrs]
+    assert len(sources) == images and all(source.startswith('data:image/jpeg;base64,') for source in sources)
+    [policy] = [m.attrs['content'] for m in dom.find_all('meta') if m.attrs.get('http-equiv') ==
+                'Content-Security-Policy']
+    assert policy.startswith("default-src 'none'; img-src data:;")
+
+
 def chromium(tmp_path, *args):
     """Runs headless Chromium with a fresh profile; returns its stdout."""
     binary = shutil.which('chromium')
@@ -253,12 +263,8 @@ def test_page_fetches_nothing(page):
     _, text = page
     assert 'http://' not in text and 'https://' not in text
     dom = parse(text)
-    sources = [node.attrs.get('src') for node in dom.find_all() if 'src' in node.attrs]
-    assert len(sources) == 4 and all(source.startswith('data:image/jpeg;base64,') for source in sources)
-    assert not list(dom.find_all('link')) and all(not s.attrs for s in dom.find_all('script'))
-    [policy] = [m.attrs['content'] for m in dom.find_all('meta') if m.attrs.get('http-equiv') ==
-                'Content-Security-Policy']
-    assert policy.startswith("default-src 'none'; img-src data:;")
+    assert_self_contained(dom, 4)
+    assert all(not s.attrs for s in dom.find_all('script'))
 
 
 def test_gallery_in_chromium_shows_the_captions_and_the_hostile_name_as_text(page, caption_output, tmp_path):
@@ -450,12 +456,7 @@ def test_attention_section_shows_each_word_of_the_caption_over_its_heat_map(atte
     assert not [node for node in dom.find_all() if any(name.startswith('on') for name in node.attrs)]
     # Still nothing fetched: every image is inline, the policy is the page's.
     assert 'http://' not in text and 'https://' not in text and not list(dom.find_all('link'))
-    sources = [node.attrs['src'] for node in dom.find_all() if 'src' in node.attrs]
-    assert len(sources) == 4 + sum(1 + len(tiles) for *_, tiles in shown)
-    assert all(source.startswith('data:image/jpeg;base64,') for source in sources)
-    [policy] = [m.attrs['content'] for m in dom.find_all('meta') if m.attrs.get('http-equiv') ==
-                'Content-Security-Policy']
-    assert policy.startswith("default-src 'none'; img-src data:;")
+    assert_self_contained(dom, 4 + sum(1 + len(tiles) for *_, tiles in shown))
 
 
 def test_each_heat_tile_is_bright_where_its_word_looked(attention_page, caption_output, attention_captioner):

@@ -10,9 +10,11 @@ def pixels():
     return list(np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8))
 
 
-def test_spatial_maps_come_from_the_same_pass_as_the_features(pixels):
-    handler = EncoderModelHandler('efficientnet_lite0', weights='random', batch_size=2, spatial=True)
+@pytest.mark.parametrize('spatial_layer, shape', [('head', (7, 7, 1280)), ('stride16', (14, 14, 240))])
+def test_spatial_maps_come_from_the_same_pass_as_the_features(pixels, spatial_layer, shape):
+    handler = EncoderModelHandler('efficientnet_lite0', weights='random', batch_size=2, spatial_layer=spatial_layer)
     encoder = handler.load_model()
+    assert encoder.spatial_layer == spatial_layer
     results = handler.run_inference(pixels, encoder)
     # One network pass per batch: the pooled-only function never ran.
     assert encoder._features.experimental_get_tracing_count() == 0
@@ -22,7 +24,7 @@ def test_spatial_maps_come_from_the_same_pass_as_the_features(pixels):
         assert result.example is None and result.model_id == encoder.id
         np.testing.assert_array_equal(result.inference[0], vector)
         np.testing.assert_array_equal(result.inference[1], grid)
-        assert result.inference[1].shape == (7, 7, 1280)
+        assert result.inference[1].shape == shape
 
 
 def test_without_spatial_maps_only_features_are_computed(pixels):
