@@ -35,6 +35,7 @@ ones, with whole-test BLEU-4 at least Show and Tell's; its caption pipeline
 About 25 minutes per seed, and 10 for the caption pipeline, on 2 CPU cores.
 """
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -160,7 +161,7 @@ def main():
     folders = {count: os.path.join(workdir, f'photos-{count}') for count in (args.images, args.images // 5)}
     for count, folder in folders.items():
         link_photos(test_scenes, folder, count)
-    outputs = iter(range(10 ** 6))
+    outputs = itertools.count()
 
     def marginal(export_dir):
         def sample():

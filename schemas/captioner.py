@@ -26,12 +26,13 @@ Signatures, each with a dynamic batch size B (0 included); k is the beam size:
                                                     makes it
   caption_features  features  float32 [B, D]        Show and Tell: pooled
                                                     encoder features
-                              float32 [B, L, D]     attention: the encoder's
+                              float32 [B, L, C]     attention: the encoder's
                                                     feature map, its H x W
                                                     cells row by row
-                                                    (L = H x W; [H, W, D] is
+                                                    (L = H x W; [H, W, C] is
                                                     the config's encoder
-                                                    spatial_shape)
+                                                    spatial_shape, the map of
+                                                    its spatial_layer)
   serving_default             = caption_images
 
 caption_images fails the whole call (InvalidArgumentError) when one image
