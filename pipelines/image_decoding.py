@@ -34,15 +34,14 @@ import warnings
 import apache_beam as beam
 import numpy as np
 from apache_beam.utils.windowed_value import WindowedValue
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from img2txt.model import storage
+from img2txt.model import image_header, storage
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
 from img2txt.schemas import errors
 
-# Formats Pillow identifies that we accept. MPO is the multi-picture JPEG many
-# phone cameras write; its first picture is an ordinary JPEG.
-SUPPORTED_FORMATS = frozenset({'JPEG', 'MPO', 'PNG', 'GIF', 'WEBP', 'BMP', 'TIFF'})
+# The formats accepted, as ``model.image_header`` names them.
+SUPPORTED_FORMATS = frozenset(image_header.FORMATS)
 
 _RESAMPLE = {'bicubic': Image.Resampling.BICUBIC, 'bilinear': Image.Resampling.BILINEAR}
 
@@ -128,33 +127,60 @@ def decode_image(data, spec, max_pixels=DEFAULT_MAX_PIXELS, draft=True):
 
 
 def _open(data, max_pixels):
-    """Parses the header only: format, size and mode, no pixel data."""
+    """Parses the header only: format, size and mode, no pixel data.
+
+    The format and size come from ``model.image_header``, which decides on
+    bombs before Pillow reads anything, so the verdict does not depend on
+    Pillow's release. Pillow then opens the bytes as that format only.
+    """
     try:
-        with warnings.catch_warnings():
-            # Pillow warns above its own limit; ours is the one that decides.
-            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:
-        raise ImageTooLargeError(f'decompression bomb refused: {e}') from e
-    except UnidentifiedImageError as e:
-        known = _unsupported_kind(data)
-        if known:
-            raise UnsupportedFormatError(f'{known} images are not supported; supported: '
-                                         f'{", ".join(sorted(SUPPORTED_FORMATS))}') from e
-        raise NotAnImageError(f'not an image: no known image format matches the first bytes {data[:8]!r}') from e
-    except Exception as e:
-        raise CorruptImageError(f'unreadable image header: {type(e).__name__}: {e}') from e
-    if image.format not in SUPPORTED_FORMATS:
-        raise UnsupportedFormatError(
-            f'unsupported image format {image.format}; supported: {", ".join(sorted(SUPPORTED_FORMATS))}')
-    pixels = image.width * image.height
+        header = image_header.read(data)
+    except image_header.HeaderError as e:
+        raise CorruptImageError(f'unreadable image header: {e}') from e
+    if header is None:
+        raise _not_accepted(data)
+    pixels = header.width * header.height
     if pixels > max_pixels:
         raise ImageTooLargeError(
-            f'{image.width}x{image.height} = {pixels} pixels exceeds the limit of {max_pixels} '
+            f'{header.width}x{header.height} = {pixels} pixels exceeds the limit of {max_pixels} '
             '(possible decompression bomb)')
     if pixels == 0:
-        raise CorruptImageError(f'{image.format} header declares an empty {image.width}x{image.height} image')
+        raise CorruptImageError(f'{header.format} header declares an empty {header.width}x{header.height} image')
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own limit; ours has decided.
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS[header.format])
+    except Image.DecompressionBombError as e:
+        # Only when max_pixels is above twice Pillow's Image.MAX_IMAGE_PIXELS.
+        raise ImageTooLargeError(f'decompression bomb refused: {e}') from e
+    except Exception as e:
+        raise CorruptImageError(f'unreadable {header.format} header: {type(e).__name__}: {e}') from e
     return image
+
+
+# Pillow's plugins for each format ``model.image_header`` reads. MPO is the
+# multi-picture JPEG many phone cameras write; its first picture is an
+# ordinary JPEG.
+_PILLOW_FORMATS = {image_header.JPEG: ('JPEG', 'MPO'), image_header.PNG: ('PNG',), image_header.GIF: ('GIF',),
+                   image_header.BMP: ('BMP',), image_header.WEBP: ('WEBP',), image_header.TIFF: ('TIFF',)}
+
+
+def _not_accepted(data):
+    """The error for bytes of no accepted format: unsupported when they are an image of another kind."""
+    supported = ', '.join(sorted(SUPPORTED_FORMATS))
+    known = _unsupported_kind(data)
+    if known:
+        return UnsupportedFormatError(f'{known} images are not supported; supported: {supported}')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            known = Image.open(io.BytesIO(data)).format
+    except Image.DecompressionBombError:
+        known = 'another (large)'
+    except Exception:  # Pillow cannot identify it either.
+        return NotAnImageError(f'not an image: no known image format matches the first bytes {data[:8]!r}')
+    return UnsupportedFormatError(f'unsupported image format {known}; supported: {supported}')
 
 
 # ISO base media brands of HEIF/AVIF files (iPhone photos are HEIC): Pillow

@@ -180,37 +180,35 @@ def bmp_declaring(width, height):
     return bytes(data)
 
 
-# name → (bytes, the size the message names, what the Pillow decoder raises).
+# name → (bytes, the size the message names). Both decoders refuse each from
+# its header, whatever Pillow's release would make of it.
 BOMBS = {
-    'png': (png_declaring(20_000, 20_000), '20000x20000', image_decoding.ImageTooLargeError),
+    'png': (png_declaring(20_000, 20_000), '20000x20000'),
     # Its width × height overflows 64 bits.
-    'png, 32-bit sizes': (png_declaring(2**32 - 1, 2**32 - 1), '4294967295x4294967295',
-                          image_decoding.ImageTooLargeError),
-    'jpeg': (jpeg_declaring(30_000, 20_000), '30000x20000', image_decoding.ImageTooLargeError),
-    'gif screen': (gif_declaring((20_000, 20_000), (1, 1)), '20000x20000', image_decoding.ImageTooLargeError),
-    'bmp': (bmp_declaring(20_000, 20_000), '20000x20000', image_decoding.ImageTooLargeError),
-    'top-down bmp': (bmp_declaring(20_000, -20_000), '20000x20000', image_decoding.ImageTooLargeError),
-    'webp vp8': (riff_declaring(16_000, 16_000, b'VP8 '), '16000x16000', image_decoding.ImageTooLargeError),
-    'webp vp8l': (riff_declaring(16_000, 16_000, b'VP8L'), '16000x16000', image_decoding.ImageTooLargeError),
-    # libwebp finds the canvas larger than the frame in it.
-    'webp vp8x': (riff_declaring(20_000, 20_000, b'VP8X'), '20000x20000', image_decoding.CorruptImageError),
+    'png, 32-bit sizes': (png_declaring(2**32 - 1, 2**32 - 1), '4294967295x4294967295'),
+    'jpeg': (jpeg_declaring(30_000, 20_000), '30000x20000'),
+    'gif screen': (gif_declaring((20_000, 20_000), (1, 1)), '20000x20000'),
+    'gif image': (gif_declaring((1, 1), (20_000, 20_000)), '20000x20000'),
+    'bmp': (bmp_declaring(20_000, 20_000), '20000x20000'),
+    'top-down bmp': (bmp_declaring(20_000, -20_000), '20000x20000'),
+    'webp vp8': (riff_declaring(16_000, 16_000, b'VP8 '), '16000x16000'),
+    'webp vp8l': (riff_declaring(16_000, 16_000, b'VP8L'), '16000x16000'),
+    # Pillow 12 found this canvas corrupt, Pillow 13 a bomb of its own.
+    'webp vp8x': (riff_declaring(20_000, 20_000, b'VP8X'), '20000x20000'),
 }
 
 
 @pytest.mark.parametrize('name', BOMBS)
 def test_decompression_bombs_are_refused_from_the_header_as_by_the_pillow_decoder(name):
-    bomb, size, pillow_error = BOMBS[name]
+    bomb, size = BOMBS[name]
     small = encoded(Image.new('RGB', (10, 10)), 'PNG')
     with pytest.raises(tf.errors.InvalidArgumentError, match=f'image 1 of the batch declares {size} = '):
         decode_images(tf.constant([small, bomb, small]), DEFAULT_MAX_PIXELS)
-    with pytest.raises(pillow_error):
+    with pytest.raises(image_decoding.ImageTooLargeError, match=f'{size} = .* exceeds the limit'):
         image_decoding.decode(bomb, SPEC)
 
 
-def test_a_gif_image_larger_than_its_screen_is_refused():
-    # giflib allocates the image descriptor's size, whatever the screen says.
-    with pytest.raises(tf.errors.InvalidArgumentError, match='image 0 of the batch declares 20000x20000 = '):
-        decode_images(tf.constant([gif_declaring((1, 1), (20_000, 20_000))]), DEFAULT_MAX_PIXELS)
-    # The hand-made GIF is valid: with a one-pixel image it decodes to white.
+def test_the_hand_made_gif_of_the_bomb_tests_is_valid():
+    # With a one-pixel image it decodes to white, so the 'gif' bombs are refused for their size alone.
     pixels = decode_images(tf.constant([gif_declaring((1, 1), (1, 1))]), DEFAULT_MAX_PIXELS).numpy()
     assert (pixels == 255).all()
