@@ -30,6 +30,7 @@ import io
 import json
 import math
 import posixpath
+import typing
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -39,7 +40,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from img2txt.model import storage
-from img2txt.model.captioner import DEFAULT_BATCH_SIZE, Captioner, ExportInfo
+from img2txt.model.captioner import DEFAULT_BATCH_SIZE, Candidate, Captioner, ExportInfo
 from img2txt.model.input_spec import InputSpec
 from img2txt.pipelines import image_decoding
 from img2txt.schemas import captioner, captions as schema, evaluation, manifest, training_run
@@ -460,8 +461,30 @@ def _attention(export_dir, photos, count):
             chosen.append(row)
         except (OSError, image_decoding.ImageDecodeError):
             unread += 1
+    looks = [Look(row[schema.URI], crop, *attended)
+             for row, crop, attended in zip(chosen, crops, model.attend(np.stack(crops)) if crops else ())]
+    grid = model.info.config[captioner.CONFIG_ENCODER][manifest.ENCODER_SPATIAL_SHAPE][:2]
+    return attention_section(looks, unread, model.model_id, export_dir, grid)
+
+
+class Look(typing.NamedTuple):
+    """One photo of the heat map section: its crop, best caption and the weights of each word."""
+
+    uri: str
+    # uint8 [S, S, 3], the encoder's input crop.
+    crop: np.ndarray
+    candidate: Candidate
+    # float [candidate.words, H, W], as ``Captioner.attend`` gives them.
+    weights: np.ndarray
+
+
+def attention_section(looks, unread, model_id, export_dir, grid):
+    """The heat map section's HTML: each ``Look``'s words over their heat tiles (``heat_tile``).
+
+    ``unread``: photos left out as unreadable; ``grid``: the encoder's (H, W).
+    """
     figures, unknown = [], 0
-    for row, crop, (candidate, weights) in zip(chosen, crops, model.attend(np.stack(crops)) if crops else ()):
+    for uri, crop, candidate, weights in looks:
         words = candidate.caption.split()
         if len(words) != len(weights):  # an unknown word has a row but no place in the text
             unknown += 1
@@ -475,15 +498,15 @@ def _attention(export_dir, photos, count):
             f'<figure class="look"><div class="tiles"><img class="crop" src="{source}" '
             f'alt="{_e(candidate.caption)}" width="{ATTENTION_TILE}" height="{ATTENTION_TILE}">{tiles}</div>'
             f'<figcaption><p class="caption">{_e(candidate.caption)}</p>'
-            f'<p class="uri" title="{_e(row[schema.URI])}">{_e(posixpath.basename(row[schema.URI]))}</p>'
+            f'<p class="uri" title="{_e(uri)}">{_e(posixpath.basename(uri))}</p>'
             '</figcaption></figure>')
-    height, width = model.info.config[captioner.CONFIG_ENCODER][manifest.ENCODER_SPATIAL_SHAPE][:2]
+    height, width = grid
     left_out = ''.join(f' {n} left out: {why}.' for n, why in (
         (unread, 'could not be read'),
         (unknown, 'the caption has an unknown word, whose place in the text the export does not give')) if n)
     return ('<section id="attention"><h2>Where the model looked</h2>'
             f'<p class="note">The first {len(figures)} readable photos of the gallery, captioned by '
-            f'<span class="path">{_e(model.model_id)}</span> (<span class="path">{_e(export_dir)}</span>): '
+            f'<span class="path">{_e(model_id)}</span> (<span class="path">{_e(export_dir)}</span>): '
             f'each word of the best caption over its attention on the encoder\'s {height}×{width} grid, '
             f'upsampled; bright where the model looked, dark where it did not.{left_out}</p>'
             f'<div class="looks">{"".join(figures)}</div></section>')

@@ -6,7 +6,9 @@ comparable with published results (Show and Tell on COCO: BLEU-4 27.7, CIDEr
 METEOR, ROUGE-L and CIDEr-D (``schemas.evaluation`` names them). Candidates
 and references are tokenized with ``model.tokenizer.tokenize``, the
 tokenizer the vocabulary was built with, instead of pycocoevalcap's PTB
-tokenizer (which needs Java); both drop punctuation and lower-case. METEOR
+tokenizer (which needs Java); both drop punctuation and lower-case, and give
+the same words except for brackets, which PTB keeps as ``-lrb-`` and
+``-rrb-`` tokens (rare in captions; a test checks the rest). METEOR
 runs the jar that ships in the pycocoevalcap wheel and so needs ``java`` on
 PATH; without it the score is ``schemas.evaluation.METEOR_SKIPPED``, never a
 number. SPICE needs a Stanford CoreNLP download and is not computed.

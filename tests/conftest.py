@@ -76,6 +76,37 @@ def pytest_addoption(parser):
     parser.addoption('--beam-options', default='',
                      help='Beam flags for every TestPipeline, e.g. "--direct_running_mode=multi_processing '
                           '--direct_num_workers=2" (runner: beam_options.LOCAL_RUNNER unless given)')
+    parser.addoption('--training-seed', type=int, default=0,
+                     help='seed of every model a test trains; tests about what training learnt must pass for any '
+                          'seed (and with TF_ENABLE_ONEDNN_OPTS=0, as on another CPU)')
+
+
+@pytest.fixture(scope='session')
+def training_seed(pytestconfig):
+    """The seed every test that trains a model starts from (``--training-seed``, default 0)."""
+    return pytestconfig.getoption('--training-seed')
+
+
+# Nothing in this suite may depend on the machine it runs on: a skipped test is
+# a missing install step (make test installs chromium and Java), so the run fails.
+_skipped = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, 'wasxfail'):
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _skipped and exitstatus == 0 and not hasattr(session.config, 'workerinput'):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _skipped:
+        terminalreporter.write_line(
+            f'FAILED: {len(_skipped)} test(s) skipped (reasons above with -rs); every test must run on every '
+            'machine, so a skip fails the run', red=True)
 
 
 @pytest.fixture(scope='session', autouse=True)
@@ -202,17 +233,17 @@ def gcs_bucket(gcs):
 
 
 @pytest.fixture(scope='session')
-def small_captioner(tmp_path_factory, hermetic_environment):
+def small_captioner(tmp_path_factory, hermetic_environment, training_seed):
     """(export_dir, model_id): ``captioner_data``'s small captioner, trained and exported once per test process."""
     from captioner_data import train_and_export
     export_dir = str(tmp_path_factory.mktemp('small-captioner') / 'export')
-    return export_dir, train_and_export(export_dir)
+    return export_dir, train_and_export(export_dir, seed=training_seed)
 
 
 @pytest.fixture(scope='session')
-def attention_captioner(tmp_path_factory, hermetic_environment):
+def attention_captioner(tmp_path_factory, hermetic_environment, training_seed):
     """(export_dir, model_id): as ``small_captioner``, a Show-Attend-and-Tell on the encoder's feature maps."""
     from captioner_data import train_and_export
     from img2txt.schemas import captioner
     export_dir = str(tmp_path_factory.mktemp('attention-captioner') / 'export')
-    return export_dir, train_and_export(export_dir, decoder=captioner.DECODER_ATTENTION)
+    return export_dir, train_and_export(export_dir, seed=training_seed, decoder=captioner.DECODER_ATTENTION)

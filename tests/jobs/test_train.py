@@ -149,7 +149,7 @@ def test_vertex_job_runs_train_on_a_gpu():
     args = cli.build_parser().parse_args(package['args'])
     assert (args.command, args.batch_size, args.data) == ('train', 64, 'gs://b/coco')
     # And the whole job is a valid CustomJob resource of the Vertex AI API.
-    types = pytest.importorskip('google.cloud.aiplatform_v1.types')
+    from google.cloud.aiplatform_v1 import types
     from google.protobuf import json_format
     parsed = json_format.ParseDict(job, types.CustomJob()._pb)
     assert parsed.job_spec.scheduling.restart_job_on_worker_restart

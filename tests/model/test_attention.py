@@ -146,10 +146,10 @@ def test_runs_in_exported_function_with_dynamic_batch(tmp_path):
 
 
 @pytest.mark.parametrize('inject_context', [True, False])
-def test_tiny_model_overfits_distinct_captions(inject_context):
+def test_tiny_model_overfits_distinct_captions(inject_context, training_seed):
     num_images, max_words, grid_cells, feature_dim = 10, 6, 4, 16
-    rng = np.random.default_rng(0)
-    features = random_grids(num_images, grid_cells=grid_cells, feature_dim=feature_dim)
+    rng = np.random.default_rng(training_seed)
+    features = random_grids(num_images, seed=training_seed, grid_cells=grid_cells, feature_dim=feature_dim)
     # Distinct word sequences, one per image, as beam search returns them.
     words = np.full((num_images, max_words), PAD_ID, np.int32)
     captions = np.full((num_images, max_words + 2), PAD_ID, np.int32)
@@ -158,7 +158,8 @@ def test_tiny_model_overfits_distinct_captions(inject_context):
         words[i, :len(caption)] = caption
         captions[i, :len(caption) + 2] = [START_ID, *caption, END_ID]
 
-    model = tiny_model(vocab_size=30, feature_dim=feature_dim, grid_cells=grid_cells, embedding_size=32,
+    model = tiny_model(seed=training_seed, vocab_size=30, feature_dim=feature_dim, grid_cells=grid_cells,
+                       embedding_size=32,
                        lstm_units=64, attention_units=16, initializer_scale=0.08, lstm_dropout_keep_prob=0.9,
                        inject_context=inject_context)
     optimizer = build_optimizer(TrainingConfig(optimizer='adam', learning_rate=0.01), steps_per_epoch=1)

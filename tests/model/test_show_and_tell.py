@@ -139,9 +139,9 @@ def test_build_optimizer_follows_im2txt_schedule():
     assert float(adam.learning_rate) == pytest.approx(1e-3)
 
 
-def test_tiny_model_overfits_distinct_captions():
+def test_tiny_model_overfits_distinct_captions(training_seed):
     num_images, max_words = 10, 6
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(training_seed)
     features = rng.normal(size=(num_images, 16)).astype(np.float32)
     # Distinct word sequences, one per image, as beam search returns them.
     words = np.full((num_images, max_words), PAD_ID, np.int32)
@@ -151,7 +151,7 @@ def test_tiny_model_overfits_distinct_captions():
         words[i, :len(caption)] = caption
         captions[i, :len(caption) + 2] = [START_ID, *caption, END_ID]
 
-    model = tiny_model(vocab_size=30, feature_dim=16, embedding_size=64, lstm_units=64,
+    model = tiny_model(seed=training_seed, vocab_size=30, feature_dim=16, embedding_size=64, lstm_units=64,
                        lstm_dropout_keep_prob=0.9)
     optimizer = build_optimizer(TrainingConfig(optimizer='adam', learning_rate=0.01), steps_per_epoch=1)
     input_ids, target_ids = split_caption_ids(tf.constant(captions))

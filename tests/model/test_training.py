@@ -68,12 +68,13 @@ def images():
 
 
 @pytest.fixture(scope='module')
-def overfit(tmp_path_factory, images):
+def overfit(tmp_path_factory, images, training_seed):
     """A model trained until it knows 8 images' captions; the val split is the same images."""
     root = tmp_path_factory.mktemp('overfit')
     data = write_training_data(root / 'data', {'train': images, 'val': images})
     config = TrainingConfig(batch_size=8, optimizer='adam', learning_rate=0.01, num_epochs=100,
-                            log_every_steps=25, validation_every_steps=50, checkpoint_every_steps=40)
+                            log_every_steps=25, validation_every_steps=50, checkpoint_every_steps=40,
+                            seed=training_seed)
     lines = []
     with pytest.MonkeyPatch.context() as mp:
         calls = []
@@ -280,13 +281,14 @@ def test_two_replicas_train_like_one(resumable, tmp_path, decoder):
 
 
 @pytest.fixture(scope='module')
-def attention_run(tmp_path_factory):
+def attention_run(tmp_path_factory, training_seed):
     """An attention model trained on 8 images' 3x3 maps; the val split is the same images."""
     root = tmp_path_factory.mktemp('attention')
     images = random_images(8, 1, feature_dim=8, grid=(3, 3))
     data = write_training_data(root / 'data', {'train': images, 'val': images}, spatial_dtype='float16')
     config = TrainingConfig(batch_size=8, optimizer='adam', learning_rate=0.01, num_epochs=60,
-                            log_every_steps=10, validation_every_steps=30, checkpoint_every_steps=30)
+                            log_every_steps=10, validation_every_steps=30, checkpoint_every_steps=30,
+                            seed=training_seed)
     lines, calls = [], []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(training, 'export_model', lambda *args: calls.append(args) or 'attention@000000000001')

@@ -86,11 +86,11 @@ def test_evaluate_from_a_preprocess_output_gives_the_same_captions(model, datase
 
 
 @pytest.mark.parametrize('spatial_layer', ['head', 'stride16'])
-def test_an_attention_captioner_evaluates_from_the_stored_spatial_maps(dataset, tmp_path, spatial_layer):
+def test_an_attention_captioner_evaluates_from_the_stored_spatial_maps(dataset, tmp_path, spatial_layer, training_seed):
     """The maps preprocess stored and the export computes in-graph from JPEG bytes are the same layer's."""
     captions, images = dataset
     export_dir = str(tmp_path / 'attention')
-    train_and_export(export_dir, decoder=captioner.DECODER_ATTENTION, spatial_layer=spatial_layer)
+    train_and_export(export_dir, seed=training_seed, decoder=captioner.DECODER_ATTENTION, spatial_layer=spatial_layer)
     data = str(tmp_path / 'data')
     result = preprocess.run_config(preprocess.PreprocessConfig(
         dataset='jsonl', captions=captions, images=images, output=data, min_word_count=1, spatial_features=True,
