@@ -59,7 +59,7 @@ def png_declaring(width, height):
     return bytes(data)
 
 
-def train_captioner(encoder, jpegs, *, seed, steps=150, decoder=captioner.DECODER_SHOW_AND_TELL):
+def train_captioner(encoder, jpegs, *, seed, max_steps=1000, decoder=captioner.DECODER_SHOW_AND_TELL):
     """(model, config, vocab): a small caption model that has learnt CAPTIONS from the photos' JPEGs.
 
     ``decoder`` (``schemas.captioner.DECODERS``): a Show-and-Tell on the
@@ -96,9 +96,13 @@ def train_captioner(encoder, jpegs, *, seed, steps=150, decoder=captioner.DECODE
         optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_weights), model.trainable_weights))
         return loss
 
-    for _ in range(steps):
-        loss = train_step()
-    assert loss < 0.05, 'the fixture model should have learnt its captions'
+    # Until it knows them: how many steps that takes depends on the seed and the CPU's kernels (49 to 403
+    # for seeds 0-7, either TF_ENABLE_ONEDNN_OPTS; 150 fixed steps left seed 1's attention model short).
+    for step in range(max_steps):
+        loss = float(train_step())
+        if loss < 0.01:
+            break
+    assert loss < 0.01, f'the fixture model should have learnt its captions (loss {loss:.4f} after {step + 1} steps)'
     return model, config, vocab
 
 
