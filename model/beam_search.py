@@ -14,10 +14,12 @@ greedy decoding; with a beam at least as wide as the number of candidate
 sequences it is exhaustive search.
 
 Rules:
-  - Decoding starts from START. PAD and START are never emitted, nor END as
-    the first token, so every caption has at least one word. UNK may be
-    emitted, as a word: the model learned where it goes, and ``ids_to_text``
-    drops it from the text.
+  - Decoding starts from START. PAD, START and UNK are never emitted, nor
+    END as the first token, so every caption has at least one word, and its
+    text is exactly its tokens. (A model trained on a real vocabulary gives
+    UNK, the rare words, real mass; chosen and then dropped from the text it
+    left captions such as "a man standing in front of a". Masking it is
+    self-critical.pytorch's ``suppress_UNK``.)
   - END finishes a caption and is not part of its returned tokens or length;
     its log-probability is part of the caption's.
   - A caption that reaches ``max_length`` words without END is finished as it
@@ -171,7 +173,8 @@ def beam_search(model, features, beam_size, max_length, length_normalization=0.0
         if vocab_size is None:
             raise ValueError('beam_search needs the vocabulary size of model.step to be static')
         token_ids = tf.range(vocab_size)
-        banned = (token_ids == vocabulary.PAD_ID) | (token_ids == vocabulary.START_ID)
+        banned = (token_ids == vocabulary.PAD_ID) | (token_ids == vocabulary.START_ID) | (
+            token_ids == vocabulary.UNK_ID)
         banned |= (token_ids == vocabulary.END_ID) & (t == 0)
         log_probs = tf.where(banned, _NEG_INF, tf.cast(log_probs, tf.float32))
         log_probs = tf.reshape(log_probs, [batch, k, vocab_size])

@@ -129,7 +129,7 @@ def test_doubly_stochastic_penalty_by_hand():
 
 @pytest.mark.parametrize('alpha, inject_context', [(0.0, True), (0.7, True), (0.0, False)])
 def test_wide_beam_equals_exhaustive_search(alpha, inject_context):
-    assert_wide_beam_is_exhaustive(tiny_model(vocab_size=6, inject_context=inject_context), random_grids(2), alpha)
+    assert_wide_beam_is_exhaustive(tiny_model(vocab_size=7, inject_context=inject_context), random_grids(2), alpha)
 
 
 def test_beam_of_one_is_greedy_decoding():

@@ -51,12 +51,12 @@ def captions(result, image):
 def assert_wide_beam_is_exhaustive(model, features, alpha):
     """Beam search with a beam as wide as every candidate finds the exhaustive ranking.
 
-    The model's vocabulary must be the 4 reserved tokens and 2 words; UNK
-    counts as a word, and 27 = 3 ** 3 keeps every prefix of 3 words alive,
-    so the search is exact.
+    The model's vocabulary must be the 4 reserved tokens and 3 words (UNK is
+    never chosen), and 27 = 3 ** 3 keeps every prefix of 3 words alive, so
+    the search is exact.
     """
     max_length, beam_size = 4, 27
-    words = [UNK_ID] + list(range(len(RESERVED_TOKENS), model.config.vocab_size))
+    words = list(range(len(RESERVED_TOKENS), model.config.vocab_size))
     assert len(words) ** (max_length - 1) == beam_size
     result = beam_search(model, features, beam_size, max_length, length_normalization=alpha)
 
@@ -78,7 +78,7 @@ def assert_wide_beam_is_exhaustive(model, features, alpha):
 
 @pytest.mark.parametrize('alpha', [0.0, 0.7])
 def test_wide_beam_equals_exhaustive_search(alpha):
-    assert_wide_beam_is_exhaustive(tiny_model(vocab_size=6), random_features(2), alpha)
+    assert_wide_beam_is_exhaustive(tiny_model(vocab_size=7), random_features(2), alpha)
 
 
 def greedy_decode(model, features, max_length):
@@ -88,7 +88,7 @@ def greedy_decode(model, features, max_length):
     for t in range(max_length):
         log_probs, state = model.step(tf.constant([token]), state)
         log_probs = log_probs.numpy()[0]
-        log_probs[[PAD_ID, START_ID]] = -np.inf
+        log_probs[[PAD_ID, START_ID, UNK_ID]] = -np.inf
         if t == 0:
             log_probs[END_ID] = -np.inf
         token = int(np.argmax(log_probs))
@@ -111,6 +111,27 @@ def assert_beam_of_one_is_greedy(model, features, max_length=8):
         lengths.append(length)
     assert min(lengths) < max_length and max(lengths) == max_length, \
         'the fixture should have captions ending early and at max length'
+
+
+def test_unk_is_never_chosen_even_by_a_model_that_prefers_it():
+    # Rare words map to UNK, so a model trained on real captions gives it real mass; here, most of it.
+    model = tiny_model(vocab_size=20)
+    model((random_features(1), np.full((1, 1), START_ID)))
+    bias = model.logits.bias.numpy()
+    bias[UNK_ID] += 50.0
+    model.logits.bias.assign(bias)
+    features = random_features(6, seed=1)
+    log_probs, _ = model.step(tf.fill([6], START_ID), model.initial_state(features))
+    assert (np.argmax(log_probs, axis=-1) == UNK_ID).all()
+    for beam_size in (1, 3):
+        result = beam_search(model, features, beam_size=beam_size, max_length=8)
+        ids, lengths = result.token_ids.numpy(), result.lengths.numpy()
+        assert (lengths > 0).all() and not (ids == UNK_ID).any()
+        # The text is exactly the tokens: as many words as the length says.
+        vocab = list(RESERVED_TOKENS) + [f'w{i}' for i in range(4, 20)]
+        assert [[len(c.split()) for c in image] for image in ids_to_text(ids, lengths, vocab)] == lengths.tolist()
+    # Masked, not renormalised: log-probabilities stay the model's, far below those of UNK.
+    assert_beam_of_one_is_greedy(model, features)
 
 
 def assert_batch_equals_one_image_at_a_time(model, features):
