@@ -41,6 +41,7 @@ import tensorflow as tf
 
 from img2txt.model import efficientnet_lite
 from img2txt.model import torch_checkpoint
+from img2txt.model import input_spec as input_spec_lib
 from img2txt.model.input_spec import InputSpec
 from img2txt.schemas import manifest
 
@@ -228,7 +229,8 @@ def names():
     return sorted([*_LITE_ENCODERS, *_KERAS_APPLICATIONS])
 
 
-def load(name=DEFAULT, weights=None, batch_size=DEFAULT_BATCH_SIZE, spatial_layer=DEFAULT_SPATIAL_LAYER):
+def load(name=DEFAULT, weights=None, batch_size=DEFAULT_BATCH_SIZE, spatial_layer=DEFAULT_SPATIAL_LAYER,
+         resize_mode=input_spec_lib.CROP):
     """Load an encoder by name.
 
     Args:
@@ -246,6 +248,9 @@ def load(name=DEFAULT, weights=None, batch_size=DEFAULT_BATCH_SIZE, spatial_laye
       spatial_layer: the map ``spatial_features`` gives, one of
         ``SPATIAL_LAYERS``: 'head' (every encoder) or 'stride16'
         (EfficientNet-Lite).
+      resize_mode: how images become the encoder's square, recorded in its
+        ``input_spec`` (``model.input_spec.RESIZE_MODES``): 'crop' (the
+        centre square, as the encoder was trained) or 'squash'.
 
     Returns:
       An ``Encoder``. Keras applications have a classifier (``has_head``)
@@ -261,6 +266,7 @@ def load(name=DEFAULT, weights=None, batch_size=DEFAULT_BATCH_SIZE, spatial_laye
         input_spec, encoder_id, model = _load_keras_application(name, _KERAS_APPLICATIONS[name], weights)
     else:
         raise ValueError(f'unknown encoder {name!r}; known encoders: {", ".join(names())}')
+    input_spec = dataclasses.replace(input_spec, resize_mode=resize_mode)
     return Encoder(name, input_spec, encoder_id, _with_spatial_layer(name, model, spatial_layer), batch_size,
                    spatial_layer)
 

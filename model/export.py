@@ -40,6 +40,7 @@ import tensorflow as tf
 from img2txt.model import beam_search, encoders, graph_decoding, storage
 from img2txt.model.attention import ShowAttendAndTell
 from img2txt.model.config import AttentionConfig, ModelConfig
+from img2txt.model import input_spec
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
 from img2txt.model.show_and_tell import ShowAndTell
 from img2txt.schemas import captioner, vocabulary
@@ -59,7 +60,8 @@ _DECODERS = {
 }
 
 def export_captioner(model, model_config, encoder_name, vocab, export_dir, encoder_weights=None,
-                     max_pixels=DEFAULT_MAX_PIXELS, spatial_layer=encoders.DEFAULT_SPATIAL_LAYER):
+                     max_pixels=DEFAULT_MAX_PIXELS, spatial_layer=encoders.DEFAULT_SPATIAL_LAYER,
+                     resize_mode=input_spec.CROP):
     """Writes the captioner SavedModel of a trained model.
 
     Args:
@@ -78,6 +80,9 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
       encoder_weights: the encoder's weights, as ``encoders.load`` takes them.
       spatial_layer: the encoder's map an attention decoder was trained on
         (``encoders.load``; the preprocess manifest's).
+      resize_mode: how images became the encoder's square in training
+        (``encoders.load``; the preprocess manifest's): the in-graph decoder
+        and every job decoding for this captioner do the same.
       max_pixels: ``caption_images`` refuses images whose header declares
         more pixels than this (by default the pipelines' decoder's limit);
         also in the config, for callers that decode themselves.
@@ -96,7 +101,7 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
     if max_pixels < 1:
         raise ValueError(f'max_pixels must be positive, got {max_pixels}')
     vocab = vocabulary.read(vocab)
-    encoder = encoders.load(encoder_name, encoder_weights, spatial_layer=spatial_layer)
+    encoder = encoders.load(encoder_name, encoder_weights, spatial_layer=spatial_layer, resize_mode=resize_mode)
     decoder = _decoder(model, model_config)
     _check_compatible(decoder, model, model_config, encoder, vocab)
     config = {
@@ -234,9 +239,8 @@ def _captioner_module(decoder, model, model_config, encoder, vocab, config_json,
         result = beam_search.beam_search(
             model, features, model_config.beam_size, model_config.max_caption_length,
             model_config.length_normalization)
-        # Beam search pads with PAD_ID and never returns START or END, so
-        # dropping the reserved ids leaves the caption's words (UNK too is
-        # dropped, as ids_to_text does).
+        # Beam search pads with PAD_ID and never returns START, END or UNK,
+        # so dropping the reserved ids leaves exactly the caption's words.
         is_word = result.token_ids >= vocabulary.NUM_RESERVED
         tokens = tf.where(is_word, tf.gather(words, result.token_ids) + ' ', '')
         outputs = {captioner.CAPTIONS: tf.strings.strip(tf.strings.reduce_join(tokens, axis=-1)),

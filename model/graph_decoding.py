@@ -32,7 +32,7 @@ is not placed on that screen as Pillow does, so its pixels differ.
 """
 import tensorflow as tf
 
-from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
+from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, SQUASH
 
 # Format codes of ``_image_formats``, one per decoding path.
 _JPEG, _PNG, _GIF, _BMP, _WEBP = range(5)
@@ -340,14 +340,19 @@ def _decode_jpeg(data, input_spec):
     shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
     height, width = shape[0], shape[1]
     short = tf.maximum(tf.minimum(height, width), 1)
-    # Pillow's draft(): the size wanted keeps the short side >= resize; the
-    # scale is the largest of 8, 4, 2, 1 that still covers it on both sides.
-    resize = tf.constant(input_spec.resize, tf.int64)
-    wanted_width = (width * resize + short - 1) // short
-    wanted_height = (height * resize + short - 1) // short
+    # Pillow's draft() with InputSpec.draft_size: the size wanted keeps the
+    # short side >= resize (squash: both sides >= size); the scale is the
+    # largest of 8, 4, 2, 1 that still covers it on both sides.
+    if input_spec.resize_mode == SQUASH:
+        needed = tf.constant(input_spec.size, tf.int64)
+        wanted_width = wanted_height = needed
+    else:
+        needed = tf.constant(input_spec.resize, tf.int64)
+        wanted_width = (width * needed + short - 1) // short
+        wanted_height = (height * needed + short - 1) // short
     fits = tf.minimum(width // wanted_width, height // wanted_height)
     scales = (1, 2, 4, 8)
-    index = tf.where(short > resize, tf.reduce_sum(tf.cast(fits >= scales[1:], tf.int32)), 0)
+    index = tf.where(short > needed, tf.reduce_sum(tf.cast(fits >= scales[1:], tf.int32)), 0)
     image = tf.switch_case(index, [
         lambda scale=scale: tf.io.decode_jpeg(data, channels=3, ratio=scale, dct_method='INTEGER_ACCURATE')
         for scale in scales])
@@ -399,14 +404,22 @@ def _to_rgb(image):
 
 
 def _resize_and_crop(image, input_spec):
-    """Short side → resize, centre crop ``size``, in one resample of the crop window, as Pillow's ``box=``."""
+    """Short side → resize, centre crop ``size``, in one resample of the crop window, as Pillow's ``box=``.
+
+    With ``resize_mode`` 'squash': the whole image → ``size`` × ``size``, as Pillow's ``resize``.
+    """
     shape = tf.cast(tf.shape(image), tf.float32)
     height, width = shape[0], shape[1]
-    factor = input_spec.resize / tf.minimum(height, width)
-    window = input_spec.size / factor
-    # ScaleAndTranslate maps output pixel centre x + 0.5 to input (x + 0.5 - translation) / scale.
-    translation = tf.stack([(window - height) / 2, (window - width) / 2]) * factor
+    if input_spec.resize_mode == SQUASH:
+        scale = input_spec.size / tf.stack([height, width])
+        translation = tf.zeros([2])
+    else:
+        factor = input_spec.resize / tf.minimum(height, width)
+        window = input_spec.size / factor
+        scale = tf.stack([factor, factor])
+        # ScaleAndTranslate maps output pixel centre x + 0.5 to input (x + 0.5 - translation) / scale.
+        translation = tf.stack([(window - height) / 2, (window - width) / 2]) * factor
     resampled = tf.raw_ops.ScaleAndTranslate(
-        images=image[tf.newaxis], size=[input_spec.size, input_spec.size], scale=tf.stack([factor, factor]),
+        images=image[tf.newaxis], size=[input_spec.size, input_spec.size], scale=scale,
         translation=translation, kernel_type=_KERNELS[input_spec.resample], antialias=True)[0]
     return tf.cast(tf.clip_by_value(tf.round(resampled), 0, 255), tf.uint8)

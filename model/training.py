@@ -28,6 +28,7 @@ import tensorflow as tf
 from img2txt.model import (checkpoints, decoders, distribution, encoders, export as captioner_export, input_pipeline,
                            train_step)
 from img2txt.model.config import TrainingConfig
+from img2txt.model.input_spec import InputSpec
 from img2txt.model.show_and_tell import build_optimizer
 from img2txt.schemas import manifest, training_run
 
@@ -175,7 +176,8 @@ def export_model(model, model_config, document, data_dir, export_dir):
     return captioner_export.export_captioner(
         model, model_config, encoder[manifest.ENCODER_NAME], input_pipeline.read_vocabulary(data_dir, document),
         export_dir, encoder_weights=document[manifest.OPTIONS].get('encoder_weights'),
-        spatial_layer=encoder.get(manifest.ENCODER_SPATIAL_LAYER, encoders.DEFAULT_SPATIAL_LAYER))
+        spatial_layer=encoder.get(manifest.ENCODER_SPATIAL_LAYER, encoders.DEFAULT_SPATIAL_LAYER),
+        resize_mode=InputSpec(**encoder[manifest.ENCODER_INPUT_SPEC]).resize_mode)
 
 
 def _model_config(document, data_dir, decoder, options):

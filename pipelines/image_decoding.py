@@ -3,7 +3,8 @@
 ``decode`` turns the bytes of a JPEG, PNG, GIF, WebP, BMP or TIFF file (the
 format is sniffed from the bytes, never from the file name) into a
 ``uint8 [size, size, 3]`` RGB array cropped as the encoder's ``InputSpec``
-asks: short side resized to ``spec.resize``, centre crop ``spec.size``.
+asks: short side resized to ``spec.resize``, centre crop ``spec.size``; or,
+with ``resize_mode`` 'squash', the whole image resized to the square.
 Pixel scaling is the encoder model's first layer, not the decoder's job.
 
 What it normalises, so that a photo collection's oddities do not reach the
@@ -37,7 +38,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from PIL import Image, ImageOps
 
 from img2txt.model import image_header, storage
-from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
+from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, SQUASH, InputSpec
 from img2txt.schemas import errors
 
 # The formats accepted, as ``model.image_header`` names them.
@@ -201,14 +202,10 @@ def _unsupported_kind(data):
 
 
 def _draft(image, spec):
-    """Asks the JPEG decoder to scale down in the DCT domain, keeping the short side ≥ spec.resize."""
-    if image.format not in ('JPEG', 'MPO'):
-        return
-    scale = spec.resize / min(image.size)
-    if scale >= 1:
-        return
-    wanted = (-(-image.width * spec.resize // min(image.size)), -(-image.height * spec.resize // min(image.size)))
-    image.draft(image.mode, wanted)
+    """Asks the JPEG decoder to scale down in the DCT domain, to no less than ``spec.draft_size``."""
+    wanted = spec.draft_size(*image.size) if image.format in ('JPEG', 'MPO') else None
+    if wanted:
+        image.draft(image.mode, wanted)
 
 
 def _to_rgb(image):
@@ -233,8 +230,12 @@ def _resize_and_crop(image, spec):
 
     Resampling just the window (``box``) gives the same pixels as resizing the
     whole image and cropping, but costs no more for a panorama than for a square.
+    With ``spec.resize_mode`` 'squash' the window is the whole image.
     """
     width, height = image.size
+    if spec.resize_mode == SQUASH:
+        squashed = image.resize((spec.size, spec.size), _RESAMPLE[spec.resample])
+        return np.ascontiguousarray(np.asarray(squashed, dtype=np.uint8))
     factor = spec.resize / min(width, height)
     window = spec.size / factor
     left = (width - window) / 2

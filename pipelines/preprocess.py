@@ -48,7 +48,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 import img2txt
-from img2txt.model import encoders, storage
+from img2txt.model import encoders, input_spec, storage
 from img2txt.model.tokenizer import tokenize
 from img2txt.pipelines import beam_options, datasets, image_decoding
 from img2txt.pipelines.model_handlers import EncoderModelHandler
@@ -87,6 +87,12 @@ class PreprocessConfig:
                 "pool (7x7x1280 for Lite0); 'stride16' (EfficientNet-Lite): the first 1/16-resolution block's "
                 '(14x14x240 for Lite0), whose channels still tell colour apart from shape',
         'choices': tuple(encoders.SPATIAL_LAYERS)})
+    resize: str = dataclasses.field(default=input_spec.CROP, metadata={
+        'help': "how each photo becomes the encoder's square: 'crop' resizes the short side and keeps the centre "
+                "(what ImageNet encoders saw); 'squash' resizes the whole photo, aspect not kept (for data sets of "
+                'photos already stretched to squares). Recorded in the manifest; the exported captioner, and caption, '
+                'describe and evaluate with it, resize the same way',
+        'choices': input_spec.RESIZE_MODES})
     spatial_dtype: str = dataclasses.field(default='float16', metadata={
         'help': 'storage type of the spatial feature maps', 'choices': training_records.FEATURE_DTYPES})
     images_per_shard: int = dataclasses.field(default=1000, metadata={
@@ -361,7 +367,8 @@ def run_config(config, beam_args=()):
         transform_dir = os.path.join(scratch, 'transform') if staged or dry_run else config.output
         temp_dir = (os.path.join(scratch, 'tft_tmp') if local or dry_run
                     else FileSystems.join(config.output, 'tmp', 'tft'))
-        encoder = encoders.load(config.encoder, weights=config.encoder_weights, spatial_layer=config.spatial_layer)
+        encoder = encoders.load(config.encoder, weights=config.encoder_weights, spatial_layer=config.spatial_layer,
+                                resize_mode=config.resize)
         pipeline = beam.Pipeline(options=options)
         outputs = build(pipeline, config, encoder, transform_dir, temp_dir)
         _ = (outputs.counts | 'CountsJson' >> beam.Map(json.dumps, sort_keys=True)

@@ -6,18 +6,23 @@ milliseconds instead of a pipeline run. Features are a pooled vector ``[D]``,
 or a spatial map ``[H, W, D]``, which is stored as preprocess
 ``--spatial-features`` stores it: with its mean over the grid as the vector.
 """
+import dataclasses
+
 import numpy as np
 
+from img2txt.model.input_spec import InputSpec
 from img2txt.schemas import manifest, training_records, vocabulary
 
 
-def write_training_data(root, splits, *, feature_dtype='float32', spatial_dtype='float32', vocab_size=20, shards=1):
+def write_training_data(root, splits, *, feature_dtype='float32', spatial_dtype='float32', vocab_size=20, shards=1,
+                        resize_mode='crop'):
     """Writes what ``img2txt preprocess`` would: shards, vocab.txt and manifest.json. Returns ``str(root)``.
 
     ``splits`` maps a split name to its images, each ``(image_id, features,
     [caption ids, ...])``, every image's features of one shape: vectors, or
     maps (stored in ``spatial_dtype``). Shard i of a split holds every
-    ``shards``-th image from image i.
+    ``shards``-th image from image i. The encoder is the default one's, with
+    ``resize_mode`` (preprocess --resize).
     """
     root.mkdir(parents=True, exist_ok=True)
     feature_shape = np.shape(splits['train'][0][1])
@@ -38,7 +43,8 @@ def write_training_data(root, splits, *, feature_dtype='float32', spatial_dtype=
     words = [f'word{i}' for i in range(vocab_size - vocabulary.NUM_RESERVED)]
     (root / vocabulary.VOCABULARY_FILE).write_text('\n'.join(vocabulary.RESERVED_TOKENS + tuple(words)) + '\n')
     encoder = {manifest.ENCODER_NAME: 'efficientnet_lite0', manifest.ENCODER_ID: 'efficientnet_lite0@test',
-               manifest.ENCODER_FEATURE_DIM: feature_shape[-1]}
+               manifest.ENCODER_FEATURE_DIM: feature_shape[-1],
+               manifest.ENCODER_INPUT_SPEC: dataclasses.asdict(InputSpec(224, 256, 'bicubic', resize_mode))}
     if spatial_shape is not None:
         encoder[manifest.ENCODER_SPATIAL_SHAPE] = spatial_shape
     document = manifest.preprocess_manifest(

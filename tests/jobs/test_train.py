@@ -13,6 +13,7 @@ import yaml
 
 from img2txt.jobs import cli, vertex
 from img2txt.model import export, training
+from img2txt.model.captioner import ExportInfo
 from img2txt.schemas import captioner, training_run
 from training_data import random_images, write_training_data
 
@@ -21,9 +22,10 @@ TINY_FLAGS = ['--embedding-size', '16', '--lstm-units', '16', '--batch-size', '4
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
-    """Features as wide as the default encoder's, so the trained model exports with it."""
+    """Features as wide as the default encoder's, so the trained model exports with it; photos squashed."""
     images = random_images(6, 2, feature_dim=1280)
-    return write_training_data(tmp_path_factory.mktemp('data'), {'train': images, 'val': images[:2]}), images
+    return write_training_data(tmp_path_factory.mktemp('data'), {'train': images, 'val': images[:2]},
+                               resize_mode='squash'), images
 
 
 def test_help_lists_model_and_training_flags(capsys):
@@ -79,6 +81,9 @@ def test_short_run_exports_a_working_captioner(decoder, data_fixture, request, t
     assert summary['export_dir'] == os.path.join(model_dir, training_run.EXPORT_DIR, '4')
     assert open(os.path.join(summary['export_dir'], captioner.MODEL_ID_FILE)).read().strip() == summary['model_id']
     assert summary['model_id'].startswith(f'{decoder}@')
+    # The captioner resizes photos as preprocess did for its data.
+    assert ExportInfo.read(summary['export_dir']).input_spec.resize_mode == (
+        'squash' if data_fixture == 'data' else 'crop')
 
     loaded = export.load_captioner(summary['export_dir'])
     features = np.stack([f for _, f, _ in images[:3]])

@@ -13,6 +13,7 @@ from PIL import Image
 from captioner_data import CAPTIONS, encoded, photo, png_declaring, train_captioner
 from img2txt.model import encoders, export
 from img2txt.model.beam_search import beam_search, ids_to_text
+from img2txt.model.captioner import Captioner
 from img2txt.model.config import ModelConfig
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
 from img2txt.model.show_and_tell import ShowAndTell
@@ -175,6 +176,22 @@ def test_bytes_pixels_and_features_agree(loaded, photos, encoder, trained, fmt):
     result = beam_search(model, features, config.beam_size, config.max_caption_length)
     assert from_features[captioner.CAPTIONS] == ids_to_text(result.token_ids, result.lengths, vocab)
     np.testing.assert_allclose(from_features[captioner.LOG_PROBS], result.log_probs, rtol=1e-5)
+
+
+def test_a_squash_export_resizes_as_the_pipelines_do_for_it(trained, photos, tmp_path):
+    # Trained on squashed photos (preprocess --resize squash), a captioner must see squashed photos everywhere.
+    model, config, vocab = trained
+    export_dir = str(tmp_path / 'squash')
+    export.export_captioner(model, config, encoders.DEFAULT, vocab, export_dir, resize_mode='squash')
+    wrapped = Captioner.load(export_dir)
+    assert wrapped.input_spec.resize_mode == 'squash'
+    jpegs = [photos[name][0] for name in CAPTIONS]
+    pixels = np.stack([image_decoding.decode(data, wrapped.input_spec) for data in jpegs])
+    # Not the crop: the photos are not square, so the whole of each differs from its centre.
+    crops = np.stack([image_decoding.decode(data, encoders.load().input_spec) for data in jpegs])
+    assert np.abs(pixels.astype(int) - crops).mean() > 10
+    from_bytes = caption(export.load_captioner(export_dir), captioner.CAPTION_IMAGES, jpegs)
+    assert [row[0] for row in from_bytes[captioner.CAPTIONS]] == [best.caption for [best, *_] in wrapped.caption(pixels)]
 
 
 def test_batch_equals_one_at_a_time(loaded, photos):

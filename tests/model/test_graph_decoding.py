@@ -78,7 +78,8 @@ def decoder_cases():
     }
 
 
-@pytest.mark.parametrize('spec', [SPEC, InputSpec(64, 80, 'bilinear')], ids=str)
+@pytest.mark.parametrize('spec', [SPEC, InputSpec(64, 80, 'bilinear'), InputSpec(224, 256, 'bicubic', 'squash'),
+                                  InputSpec(64, 80, 'bilinear', 'squash')], ids=str)
 def test_in_graph_decoder_matches_the_pipelines_decoder(decoder_cases, spec):
     images = list(decoder_cases.values())
     decoded = tf.function(lambda x: graph_decoding.decode_images(x, spec))(tf.constant(images)).numpy()

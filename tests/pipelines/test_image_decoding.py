@@ -43,6 +43,29 @@ def test_every_supported_format_decodes_to_the_crop(fmt):
     assert_colour(pixels[:, -10:], BLUE, tolerance=40)
 
 
+def test_squash_keeps_the_whole_photo_where_crop_keeps_its_centre():
+    # A panorama in thirds, red | green | blue: the crop sees green only, the squash all three, stretched.
+    image = Image.new('RGB', (300, 100), GREEN)
+    image.paste(RED, (0, 0, 100, 100))
+    image.paste(BLUE, (200, 0, 300, 100))
+    data = encoded(image, 'PNG')
+    assert_colour(decode(data, SPEC), GREEN)
+    squashed = decode(data, InputSpec(size=30, resize=40, resize_mode='squash'))
+    assert squashed.shape == (30, 30, 3)
+    assert_colour(squashed[:, :8], RED)
+    assert_colour(squashed[:, 12:18], GREEN)
+    assert_colour(squashed[:, -8:], BLUE)
+
+
+def test_draft_size_is_the_least_a_jpeg_may_shrink_to():
+    assert InputSpec(224, 256).draft_size(4000, 3000) == (342, 256)
+    assert InputSpec(224, 256).draft_size(300, 256) is None
+    assert InputSpec(224, 256, resize_mode='squash').draft_size(4000, 3000) == (224, 224)
+    assert InputSpec(224, 256, resize_mode='squash').draft_size(224, 3000) is None
+    with pytest.raises(ValueError, match="resize_mode must be one of"):
+        InputSpec(224, 256, resize_mode='stretch')
+
+
 @pytest.mark.parametrize('orientation, left, right', [
     (1, None, None),  # Stored as displayed: red top, blue bottom.
     (3, None, None),  # Rotated 180°: blue top, red bottom.

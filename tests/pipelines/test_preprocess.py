@@ -165,6 +165,36 @@ def test_spatial_features_are_the_plain_records_plus_the_encoders_map(local_run,
     np.testing.assert_allclose(parsed['spatial'].numpy().mean(axis=0), parsed['features'].numpy(), atol=6e-3)
 
 
+def test_squash_stores_the_features_of_the_whole_photo_and_says_so(tmp_path):
+    # Panoramas in thirds: the centre crop sees one colour, the squash all three.
+    images = tmp_path / 'images'
+    images.mkdir()
+    records = []
+    for i, (left, middle, right) in enumerate([('red', 'green', 'blue'), ('blue', 'red', 'green')]):
+        photo = Image.new('RGB', (300, 100), COLOURS[middle])
+        photo.paste(COLOURS[left], (0, 0, 100, 100))
+        photo.paste(COLOURS[right], (200, 0, 300, 100))
+        photo.save(images / f'{i}.png')
+        records.append({'image': f'{i}.png', 'captions': [f'{left} {middle} {right}'], 'split': 'train'})
+    (tmp_path / 'captions.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in records))
+    assert cli.main(['preprocess', '--dataset', 'jsonl', '--captions', str(tmp_path / 'captions.jsonl'),
+                     '--images', str(images), '--output', str(tmp_path / 'out'), '--min-word-count', '1',
+                     '--resize', 'squash']) == 0
+    document = json.loads((tmp_path / 'out' / manifest.FILE_NAME).read_text())
+    spec = document[manifest.ENCODER][manifest.ENCODER_INPUT_SPEC]
+    assert spec['resize_mode'] == 'squash' and document[manifest.OPTIONS]['resize'] == 'squash'
+    encoder = encoders.load(resize_mode='squash')
+    assert encoder.describe()[manifest.ENCODER_INPUT_SPEC] == spec
+    stored = read_split(str(tmp_path / 'out'), 'train', 1280)
+    for name in ('0.png', '1.png'):
+        data = (images / name).read_bytes()
+        features = stored[name]['features'].numpy()
+        squashed = encoder.features(image_decoding.decode(data, encoder.input_spec)[None])[0]
+        cropped = encoders.load().features(image_decoding.decode(data, encoders.load().input_spec)[None])[0]
+        np.testing.assert_allclose(features, squashed, rtol=1e-4, atol=1e-4)
+        assert np.abs(features - cropped).max() > 0.1
+
+
 def test_float16_features_and_sharding(dataset, tmp_path):
     captions, images, _ = dataset
     config = preprocess.PreprocessConfig(dataset='jsonl', captions=str(captions), images=str(images),
