@@ -85,8 +85,10 @@ def check_resumable(model_dir, requested):
                          f'use a new --model-dir, or the settings it was trained with')
 
 
-def restore_model(model_dir):
+def restore_model(model_dir, best=False):
     """Rebuilds the model a model dir's config describes, with its latest checkpoint's weights.
+
+    With ``best``, the weights of the best checkpoint by val CIDEr-D (``training_run.BEST_DIR``) instead.
 
     The model is float32 whatever precision it was trained in, and outside
     any distribution strategy: what export and evaluation want.
@@ -99,7 +101,8 @@ def restore_model(model_dir):
       FileNotFoundError: ``model_dir`` has no config or no checkpoint.
     """
     config_path = tf.io.gfile.join(model_dir, training_run.CONFIG_FILE)
-    latest = tf.train.latest_checkpoint(tf.io.gfile.join(model_dir, training_run.CHECKPOINT_DIR))
+    latest = tf.train.latest_checkpoint(
+        tf.io.gfile.join(model_dir, training_run.BEST_DIR if best else training_run.CHECKPOINT_DIR))
     if not tf.io.gfile.exists(config_path) or not latest:
         raise FileNotFoundError(f'{model_dir} holds no trained model (no {training_run.CONFIG_FILE} or no checkpoint)')
     config = _read_json(config_path)

@@ -22,6 +22,10 @@ DEFAULT_LEARNING_RATES = {'sgd': 2.0, 'adam': 1e-3}
 # im2txt), or each epoch one of them, a different one each epoch.
 CAPTIONS_PER_IMAGE = ('all', 'one')
 
+# Which checkpoint training exports: the best by val CIDEr-D (when caption
+# validation ran; else the latest), or the latest.
+EXPORT_CHECKPOINTS = ('best', 'latest')
+
 
 def _field(default=dataclasses.MISSING, **metadata):
     return dataclasses.field(default=default, metadata=metadata)
@@ -174,6 +178,17 @@ class TrainingConfig(_Dictable):
     validation_every_steps: int = _field(1000, help="compute the loss on the 'val' split every this many steps "
                                                     '(and at the end); 0: only at the end')
     log_every_steps: int = _field(100, help='report progress and write TensorBoard scalars every this many steps')
+    # Loss does not say which checkpoint captions best: caption quality does.
+    caption_validation_every_steps: int = _field(
+        0, help="every this many steps (and at the end), caption the 'val' split with beam search and score it "
+                '(CIDEr-D, BLEU-4, METEOR where Java is present; TensorBoard and the log show them); the checkpoint '
+                'with the best CIDEr-D is kept in best/. 0: never')
+    caption_validation_images: Optional[int] = _field(
+        None, help="caption validation captions only the first this many 'val' images; none: all of them")
+    export_checkpoint: str = _field(
+        'best', choices=EXPORT_CHECKPOINTS,
+        help="export the checkpoint with the best val CIDEr-D ('best', when caption validation ran) or the "
+             "'latest'")
     seed: int = _field(0, help='seed of weight initialisation, dropout and data order')
 
     def __post_init__(self):
@@ -184,8 +199,14 @@ class TrainingConfig(_Dictable):
                      'shuffle_window_size', 'log_every_steps'):
             value = getattr(self, name)
             _check(isinstance(value, int) and value > 0, f'{name} must be a positive integer, got {value!r}')
-        _check(isinstance(self.validation_every_steps, int) and self.validation_every_steps >= 0,
-               f'validation_every_steps must be an integer >= 0, got {self.validation_every_steps!r}')
+        for name in ('validation_every_steps', 'caption_validation_every_steps'):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 0, f'{name} must be an integer >= 0, got {value!r}')
+        _check(self.caption_validation_images is None or (
+            isinstance(self.caption_validation_images, int) and self.caption_validation_images > 0),
+            f'caption_validation_images must be a positive integer or None, got {self.caption_validation_images!r}')
+        _check(self.export_checkpoint in EXPORT_CHECKPOINTS,
+               f'export_checkpoint must be one of {list(EXPORT_CHECKPOINTS)}, got {self.export_checkpoint!r}')
         _check(self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps > 0),
                f'max_steps must be a positive integer or None, got {self.max_steps!r}')
         _check(self.learning_rate is None or self.learning_rate > 0,

@@ -67,10 +67,18 @@ def java_available():
 def _meteor(gts, res):
     if not java_available():
         return names.METEOR_SKIPPED
-    from pycocoevalcap.meteor.meteor import Meteor
-    # The scorer is a java process that its __del__ ends.
-    value, _ = Meteor().compute_score(gts, res)
+    global _meteor_scorer
+    if _meteor_scorer is None:
+        from pycocoevalcap.meteor.meteor import Meteor
+        # A java process that loads its paraphrase tables once (seconds), then
+        # serves every score of this process (training scores again and again);
+        # it ends with the process.
+        _meteor_scorer = Meteor()
+    value, _ = _meteor_scorer.compute_score(gts, res)
     return float(value)
+
+
+_meteor_scorer = None
 
 
 def names_all(caption, phrases):

@@ -120,6 +120,44 @@ def make_dataset(data_dir, split, batch_size, *, training, seed=0, captions_per_
     if not (isinstance(batch_size, int) and batch_size > 0):
         raise ValueError(f'batch_size must be a positive integer, got {batch_size!r}')
     document = read_manifest(data_dir)
+    files, read, feature_shape = _reader(data_dir, document, split, spatial)
+
+    if training:
+        per_epoch = examples_per_epoch(document, split, captions_per_image)
+        first_epoch, skip = divmod(start_example, per_epoch)
+        epochs = (tf.data.Dataset.counter(first_epoch) if num_epochs is None
+                  else tf.data.Dataset.range(first_epoch, num_epochs))
+
+        def epoch_examples(epoch):
+            epoch_seed = _fold_in(seed, epoch)
+            file_names = tf.data.Dataset.from_tensor_slices(_permute(tf.constant(files), _fold_in(epoch_seed, 0)))
+            examples = _examples(read(file_names), captions_per_image, seed, epoch)
+            return _shuffle_windows(examples, shuffle_window_size, _fold_in(epoch_seed, 1))
+
+        examples = epochs.flat_map(epoch_examples).skip(skip)
+    else:
+        examples = _examples(read(tf.data.Dataset.from_tensor_slices(files)), captions_per_image, seed, 0)
+
+    framed = examples.map(_frame, num_parallel_calls=tf.data.AUTOTUNE)
+    batches = framed.padded_batch(
+        batch_size, padded_shapes=(feature_shape, [None]),
+        padding_values=(tf.constant(0, tf.float32), tf.constant(vocabulary.PAD_ID, tf.int32)))
+    return batches.map(_inputs_and_targets, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def image_records(data_dir, split, *, spatial=False):
+    """One split's images, one pass in file order: a ``tf.data.Dataset`` of dicts.
+
+    Each holds ``image_id`` (string), ``features`` (``[D]``; with ``spatial``
+    the map ``[L, D]``) and ``captions`` (int64 ragged ``[num_captions, None]``,
+    word ids without START and END), as ``training_records.parse`` gives them.
+    """
+    files, read, _ = _reader(data_dir, read_manifest(data_dir), split, spatial)
+    return read(tf.data.Dataset.from_tensor_slices(files))
+
+
+def _reader(data_dir, document, split, spatial):
+    """(shard files, a function of a dataset of file names → parsed records, the features' shape)."""
     pattern = tf.io.gfile.join(data_dir, _split(document, split)[manifest.SPLIT_PATTERN])
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
@@ -147,27 +185,7 @@ def make_dataset(data_dir, split, batch_size, *, training, seed=0, captions_per_
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
-    if training:
-        per_epoch = examples_per_epoch(document, split, captions_per_image)
-        first_epoch, skip = divmod(start_example, per_epoch)
-        epochs = (tf.data.Dataset.counter(first_epoch) if num_epochs is None
-                  else tf.data.Dataset.range(first_epoch, num_epochs))
-
-        def epoch_examples(epoch):
-            epoch_seed = _fold_in(seed, epoch)
-            file_names = tf.data.Dataset.from_tensor_slices(_permute(tf.constant(files), _fold_in(epoch_seed, 0)))
-            examples = _examples(read(file_names), captions_per_image, seed, epoch)
-            return _shuffle_windows(examples, shuffle_window_size, _fold_in(epoch_seed, 1))
-
-        examples = epochs.flat_map(epoch_examples).skip(skip)
-    else:
-        examples = _examples(read(tf.data.Dataset.from_tensor_slices(files)), captions_per_image, seed, 0)
-
-    framed = examples.map(_frame, num_parallel_calls=tf.data.AUTOTUNE)
-    batches = framed.padded_batch(
-        batch_size, padded_shapes=(feature_shape, [None]),
-        padding_values=(tf.constant(0, tf.float32), tf.constant(vocabulary.PAD_ID, tf.int32)))
-    return batches.map(_inputs_and_targets, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return files, read, feature_shape
 
 
 def _examples(records, captions_per_image, seed, epoch):

@@ -15,6 +15,7 @@ one would). SIGTERM (a preempted cloud VM) and Ctrl-C stop training after the
 current step with a checkpoint.
 """
 import dataclasses
+import json
 import logging
 import math
 import signal
@@ -25,12 +26,12 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from img2txt.model import (checkpoints, decoders, distribution, encoders, export as captioner_export, input_pipeline,
-                           train_step)
+from img2txt.model import (caption_validation, checkpoints, decoders, distribution, encoders,
+                           export as captioner_export, input_pipeline, train_step)
 from img2txt.model.config import TrainingConfig
 from img2txt.model.input_spec import InputSpec
 from img2txt.model.show_and_tell import build_optimizer
-from img2txt.schemas import manifest, training_run
+from img2txt.schemas import evaluation, manifest, training_run
 
 VALIDATION_SPLIT = 'val'
 # Model config fields that the training data decides, not the user (grid_cells: the attention decoder's).
@@ -67,6 +68,10 @@ class TrainResult:
     model_id: Optional[str]
     # The trained model, for callers in the same process.
     model: keras.Model = dataclasses.field(repr=False)
+    # With caption validation: the step of the checkpoint whose val captions scored the best CIDEr-D,
+    # and its scores ({schemas.evaluation metric: value}); else None.
+    best_step: Optional[int] = None
+    best_metrics: Optional[dict] = None
 
 
 def train(data_dir, model_dir, model_options=None, training_config=None, *, decoder=training_run.SHOW_AND_TELL,
@@ -137,11 +142,20 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, deco
     if input_pipeline.has_split(document, VALIDATION_SPLIT):
         validate = train_step.make_validation(strategy, model, input_pipeline.make_dataset(
             data_dir, VALIDATION_SPLIT, config.batch_size, training=False, spatial=spatial))
+    best = _Best(model_dir, model)
+    if config.caption_validation_every_steps:
+        if not validate:
+            raise ValueError(f'--caption-validation-every-steps needs a {VALIDATION_SPLIT!r} split, and {data_dir} '
+                             f'has {sorted(document[manifest.SPLITS])}')
+        best.validation = caption_validation.CaptionValidation(
+            data_dir, VALIDATION_SPLIT, input_pipeline.read_vocabulary(data_dir, document), spatial=spatial,
+            beam_size=model_config.beam_size, max_length=model_config.max_caption_length,
+            length_normalization=model_config.length_normalization, max_images=config.caption_validation_images)
 
     total_steps = math.ceil(config.num_epochs * examples_per_epoch / config.batch_size)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    loop = _Loop(model_dir, config, optimizer, manager, examples, examples_per_epoch, total_steps, log)
+    loop = _Loop(model_dir, config, optimizer, manager, examples, examples_per_epoch, total_steps, best, log)
     with _StopSignals() as stop, loop:
         loop.run(run_step, iter(strategy.experimental_distribute_dataset(dataset)), validate, stop)
 
@@ -149,20 +163,23 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, deco
         step=loop.step, start_step=loop.start_step, interrupted_by=stop.signal_name, train_loss=loop.train_loss,
         val_loss=loop.val_loss, val_perplexity=_perplexity(loop.val_loss),
         captions_per_second=loop.captions_per_second(), checkpoint=manager.latest_checkpoint,
-        export_dir=None, model_id=None, model=model)
+        export_dir=None, model_id=None, model=model, best_step=best.step, best_metrics=best.metrics)
     if stop.signal_name:
         log(f'stopped by {stop.signal_name} at step {loop.step}; checkpoint {manager.latest_checkpoint}')
         return result
     if not export:
         return result
+    from_best = config.export_checkpoint == 'best' and best.step is not None
+    step = best.step if from_best else loop.step
     # The export goes through model.storage, which (unlike the checkpoints) is tested on gs://.
-    result.export_dir = tf.io.gfile.join(model_dir, training_run.EXPORT_DIR, str(loop.step))
+    result.export_dir = tf.io.gfile.join(model_dir, training_run.EXPORT_DIR, str(step))
     if tf.io.gfile.exists(result.export_dir):
-        log(f'{result.export_dir} exists: step {loop.step} was exported before')
+        log(f'{result.export_dir} exists: step {step} was exported before')
     else:
-        restored, _ = checkpoints.restore_model(model_dir)
+        restored, _ = checkpoints.restore_model(model_dir, best=from_best)
         result.model_id = export_model(restored, model_config, document, data_dir, result.export_dir)
-        log(f'exported {result.model_id} to {result.export_dir}')
+        which = f'the best checkpoint by val {evaluation.CIDER_D} (step {step})' if from_best else f'step {step}'
+        log(f'exported {which} as {result.model_id} to {result.export_dir}')
     return result
 
 
@@ -231,10 +248,38 @@ class _Totals:
         return self.loss_sum / max(self.num_tokens, 1.0)
 
 
+class _Best:
+    """Caption validation and the best checkpoint it found: ``best/`` of the model dir (a resumed run reads it)."""
+
+    def __init__(self, model_dir, model):
+        self.validation = None
+        self._directory = tf.io.gfile.join(model_dir, training_run.BEST_DIR)
+        self._model = model
+        self._manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), self._directory, max_to_keep=1,
+                                                   checkpoint_name=training_run.CHECKPOINT_PREFIX)
+        self.step = self.metrics = None
+        path = tf.io.gfile.join(self._directory, training_run.BEST_FILE)
+        if self._manager.latest_checkpoint and tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path) as f:
+                saved = json.load(f)
+            self.step, self.metrics = saved[training_run.BEST_STEP], saved[training_run.BEST_METRICS]
+
+    def validate(self, step):
+        """Scores the model's val captions; keeps its weights when their CIDEr-D is the best yet. Returns the scores."""
+        metrics = self.validation(self._model)
+        if self.metrics is None or metrics[evaluation.CIDER_D] > self.metrics[evaluation.CIDER_D]:
+            self._manager.save(checkpoint_number=step)
+            self.step, self.metrics = step, metrics
+            with tf.io.gfile.GFile(tf.io.gfile.join(self._directory, training_run.BEST_FILE), 'w') as f:
+                f.write(json.dumps({training_run.BEST_STEP: step, training_run.BEST_METRICS: metrics}, indent=2,
+                                   sort_keys=True) + '\n')
+        return metrics
+
+
 class _Loop:
     """The step loop and its periodic work: progress, TensorBoard, checkpoints, validation."""
 
-    def __init__(self, model_dir, config, optimizer, manager, examples, examples_per_epoch, total_steps, log):
+    def __init__(self, model_dir, config, optimizer, manager, examples, examples_per_epoch, total_steps, best, log):
         self._config = config
         self._optimizer = optimizer
         self._manager = manager
@@ -246,7 +291,8 @@ class _Loop:
                          for split in (training_run.TRAIN_LOGS, training_run.VALIDATION_LOGS)}
         self.step = self.start_step = int(optimizer.iterations.numpy())
         self._saved_step = self.step if manager.latest_checkpoint else None
-        self._validated_step = None
+        self._validated_step = self._captions_validated_step = None
+        self._best = best
         self.train_loss = self.val_loss = None
         self._interval = _Totals(self.step)  # Since the last progress report.
         self._timed = None  # Since the end of the first step, which includes tracing.
@@ -281,11 +327,16 @@ class _Loop:
                 self._save()
             if validate and self._config.validation_every_steps and step % self._config.validation_every_steps == 0:
                 self._validate(validate)
+            every = self._config.caption_validation_every_steps
+            if self._best.validation and step % every == 0:
+                self._validate_captions()
         if self._interval.num_captions:
             self._report()
         self._save()
         if validate and stop.signal_name is None and self._validated_step != self.step:
             self._validate(validate)
+        if self._best.validation and stop.signal_name is None and self._captions_validated_step != self.step:
+            self._validate_captions()
 
     def captions_per_second(self):
         """Training captions per second after the first step; None if it ran one step or none."""
@@ -323,6 +374,21 @@ class _Loop:
                   f'perplexity {_perplexity(self.val_loss):.2f} ({int(num_tokens)} words)')
         _write_scalars(self._writers[training_run.VALIDATION_LOGS], self.step,
                        {training_run.LOSS: self.val_loss, training_run.PERPLEXITY: _perplexity(self.val_loss)})
+
+
+    def _validate_captions(self):
+        started = time.perf_counter()
+        best_before = self._best.step
+        metrics = self._best.validate(self.step)
+        self._captions_validated_step = self.step
+        shown = (evaluation.CIDER_D, evaluation.BLEU[3], evaluation.METEOR)
+        scores = ', '.join(f'{name} {metrics[name]:.4f}' for name in shown if isinstance(metrics[name], float))
+        news = 'the best yet' if self._best.step == self.step and best_before != self.step else (
+            f'best {evaluation.CIDER_D} {self._best.metrics[evaluation.CIDER_D]:.4f} at step {self._best.step}')
+        self._log(f'val captions at step {self.step}: {scores} ({self._best.validation.num_images} images, '
+                  f'{time.perf_counter() - started:.0f} s); {news}')
+        _write_scalars(self._writers[training_run.VALIDATION_LOGS], self.step,
+                       {name: metrics[name] for name in shown if isinstance(metrics[name], float)})
 
 
 class _StopSignals:

@@ -3,6 +3,8 @@
   config.json               CONFIG_FILE: what the run was asked to do, on which data (fields below)
   checkpoints/ckpt-STEP     CHECKPOINT_DIR, CHECKPOINT_PREFIX: model, optimizer (whose iterations are
                             the global step) and data position
+  best/ckpt-STEP            BEST_DIR: the checkpoint whose val captions scored the best CIDEr-D so far
+  best/best.json            BEST_FILE: {BEST_STEP, BEST_METRICS} of that checkpoint
   logs/train/, logs/val/    LOG_DIR, TRAIN_LOGS, VALIDATION_LOGS: TensorBoard scalars (tags below)
   export/STEP/              EXPORT_DIR: the exported captioner (schemas.captioner)
 
@@ -15,13 +17,18 @@ CHECKPOINT_DIR = 'checkpoints'
 CHECKPOINT_PREFIX = 'ckpt'
 LOG_DIR = 'logs'
 EXPORT_DIR = 'export'
+BEST_DIR = 'best'
+BEST_FILE = 'best.json'
+BEST_STEP = 'step'
+BEST_METRICS = 'metrics'        # {schemas.evaluation metric name: value}
 
 # TensorBoard runs under LOG_DIR, one folder each.
 TRAIN_LOGS = 'train'
 VALIDATION_LOGS = 'val'
 
 # Scalar tags. Both runs log LOSS (mean loss per token) and PERPLEXITY; the
-# train run also logs the learning rate and its throughput.
+# train run also logs the learning rate and its throughput; the val run, with
+# caption validation, the caption metrics under schemas.evaluation's names.
 LOSS = 'loss'
 PERPLEXITY = 'perplexity'
 LEARNING_RATE = 'learning_rate'

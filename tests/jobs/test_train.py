@@ -35,7 +35,8 @@ def test_help_lists_model_and_training_flags(capsys):
     out = capsys.readouterr().out
     for flag in ('--data', '--model-dir', '--strategy', '--mixed-precision', '--lstm-units', '--beam-size',
                  '--batch-size', '--optimizer', '--max-steps', '--captions-per-image', '--checkpoint-every-steps',
-                 '--decoder', '--attention-units', '--gate', '--no-gate', '--doubly-stochastic-weight'):
+                 '--decoder', '--attention-units', '--gate', '--no-gate', '--doubly-stochastic-weight',
+                 '--caption-validation-every-steps', '--caption-validation-images', '--export-checkpoint'):
         assert flag in out
     assert '--vocab-size' not in out and '--feature-dim' not in out and '--grid-cells' not in out
 

@@ -1,4 +1,5 @@
 """The training loop on real TFRecords: learning, TensorBoard, checkpoints and resume, strategies, precision."""
+import dataclasses
 import glob
 import json
 import os
@@ -11,11 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from img2txt.model import beam_search, distribution, input_pipeline, training
+from img2txt.model import (beam_search, caption_validation, checkpoints, distribution, evaluation as model_evaluation,
+                           input_pipeline, training)
 from img2txt.model.attention import ShowAttendAndTell
 from img2txt.model.config import AttentionConfig, TrainingConfig
 from img2txt.model.show_and_tell import masked_loss_sum
-from img2txt.schemas import manifest, training_run
+from img2txt.schemas import evaluation, manifest, training_run
 from training_data import random_images, write_training_data
 
 TINY = dict(embedding_size=16, lstm_units=16)
@@ -348,3 +350,73 @@ def test_attention_step_minimises_cross_entropy_plus_doubly_stochastic_penalty(r
     for variable, gradient in zip(model.trainable_variables, gradients):
         np.testing.assert_allclose(trained[variable.path], variable.numpy() - tf.convert_to_tensor(gradient).numpy(),
                                    rtol=1e-4, atol=1e-6, err_msg=variable.path)
+
+
+@pytest.fixture(scope='module')
+def captioned(tmp_path_factory, training_seed):
+    """A run with caption validation every 10 steps on 8 images whose val split is themselves, exported 'best'."""
+    root = tmp_path_factory.mktemp('captioned')
+    images = random_images(8, 2, feature_dim=16)
+    data = write_training_data(root / 'data', {'train': images, 'val': images})
+    config = TrainingConfig(batch_size=8, optimizer='adam', learning_rate=0.01, max_steps=40, num_epochs=100,
+                            log_every_steps=10, validation_every_steps=20, checkpoint_every_steps=20,
+                            caption_validation_every_steps=10, seed=training_seed)
+    lines, calls = [], []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, 'export_model', lambda *args: calls.append(args) or 'show_and_tell@000000000001')
+        result = training.train(data, str(root / 'model'), TINY, config, log=lines.append)
+    return result, str(root / 'model'), data, images, config, lines, calls
+
+
+def test_caption_validation_keeps_and_exports_the_checkpoint_with_the_best_cider(captioned):
+    result, model_dir, _, _, _, lines, calls = captioned
+    cider = scalars(model_dir, training_run.VALIDATION_LOGS)[evaluation.CIDER_D]
+    assert sorted(cider) == [10, 20, 30, 40]
+    assert {evaluation.BLEU[3], evaluation.METEOR} <= set(scalars(model_dir, training_run.VALIDATION_LOGS))
+    assert sum(line.startswith('val captions at step ') for line in lines) == 4
+    best_step = max(cider, key=lambda step: (cider[step], -step))  # the first of equals
+    assert result.best_step == best_step
+    assert result.best_metrics[evaluation.CIDER_D] == pytest.approx(cider[best_step], rel=1e-6)
+    with open(os.path.join(model_dir, training_run.BEST_DIR, training_run.BEST_FILE)) as f:
+        assert json.load(f) == {training_run.BEST_STEP: best_step, training_run.BEST_METRICS: result.best_metrics}
+    assert glob.glob(os.path.join(model_dir, training_run.BEST_DIR, f'{training_run.CHECKPOINT_PREFIX}-*.index')) == [
+        os.path.join(model_dir, training_run.BEST_DIR, f'{training_run.CHECKPOINT_PREFIX}-{best_step}.index')]
+    # The export is that checkpoint's weights, under its step.
+    [(exported, _, _, _, export_dir)] = calls
+    assert export_dir == os.path.join(model_dir, training_run.EXPORT_DIR, str(best_step)) == result.export_dir
+    best_model, _ = checkpoints.restore_model(model_dir, best=True)
+    for restored, kept in zip(weights(exported), weights(best_model)):
+        np.testing.assert_array_equal(restored, kept)
+    assert any(line.startswith(f'exported the best checkpoint by val CIDEr-D (step {best_step})') for line in lines)
+
+
+def test_caption_validation_scores_the_beam_search_captions_against_the_records(captioned):
+    result, _, data, images, config, _, _ = captioned
+    vocab = input_pipeline.read_vocabulary(data, input_pipeline.read_manifest(data))
+    validation = caption_validation.CaptionValidation(data, 'val', vocab, spatial=False, beam_size=3,
+                                                      max_length=20, batch_size=3)
+    found = beam_search.beam_search(result.model, np.stack([f for _, f, _ in images]), 3, 20, top_k=1)
+    expected = dict(zip([image_id for image_id, _, _ in images],
+                        [best for [best] in beam_search.ids_to_text(found.token_ids, found.lengths, vocab)]))
+    assert validation.captions(result.model) == expected
+    references = {image_id: [' '.join(vocab[i] for i in caption) for caption in captions]
+                  for image_id, _, captions in images}
+    assert validation(result.model) == model_evaluation.score(expected, references)[0]
+
+
+def test_a_resumed_run_keeps_the_best_of_both_and_latest_exports_the_last_step(captioned, tmp_path, exports):
+    _, _, data, _, config, _, _ = captioned
+    model_dir = str(tmp_path / 'model')
+    first = training.train(data, model_dir, TINY, dataclasses.replace(config, max_steps=20), export=False)
+    second = training.train(data, model_dir, TINY, dataclasses.replace(config, export_checkpoint='latest'))
+    cider = scalars(model_dir, training_run.VALIDATION_LOGS)[evaluation.CIDER_D]
+    assert sorted(cider) == [10, 20, 30, 40] and first.best_step in (10, 20)
+    assert second.best_step == max(cider, key=lambda step: (cider[step], -step))
+    [(_, _, export_dir)] = exports
+    assert export_dir == os.path.join(model_dir, training_run.EXPORT_DIR, '40')
+
+
+def test_caption_validation_needs_a_val_split(resumable, tmp_path):
+    with pytest.raises(ValueError, match=r"--caption-validation-every-steps needs a 'val' split, and .* has \['train'\]"):
+        training.train(resumable, str(tmp_path / 'model'), TINY,
+                       TrainingConfig(max_steps=1, caption_validation_every_steps=1, **RESUME_CONFIG))
