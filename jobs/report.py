@@ -247,11 +247,11 @@ def _scaled(crop, size):
     return np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.LANCZOS))
 
 
-def loss_curves(model_dir):
-    """{TRAIN_LOGS: [(step, loss), ...], VALIDATION_LOGS: [...]} from a model dir's TensorBoard event files.
+def scalar_curves(model_dir, tag):
+    """{TRAIN_LOGS: [(step, value), ...], VALIDATION_LOGS: [...]} of one scalar tag in a model dir's event files.
 
     A resumed run appends event files; a step written twice keeps the later
-    file's value.
+    file's value. A split that never logged the tag has an empty list.
     """
     curves = {}
     for split in (training_run.TRAIN_LOGS, training_run.VALIDATION_LOGS):
@@ -260,9 +260,15 @@ def loss_curves(model_dir):
         for record in (tf.data.TFRecordDataset(files) if files else ()):
             event = tf.compat.v1.Event.FromString(record.numpy())
             for value in event.summary.value:
-                if value.tag == training_run.LOSS:
+                if value.tag == tag:
                     points[event.step] = float(tf.make_ndarray(value.tensor))
         curves[split] = sorted(points.items())
+    return curves
+
+
+def loss_curves(model_dir):
+    """``scalar_curves`` of the loss; FileNotFoundError when neither split logged any."""
+    curves = scalar_curves(model_dir, training_run.LOSS)
     if not any(curves.values()):
         raise FileNotFoundError(f'{model_dir} has no {training_run.LOSS} in TensorBoard event files under '
                                 f'{training_run.LOG_DIR}/{training_run.TRAIN_LOGS} or {training_run.LOG_DIR}/'
@@ -270,8 +276,8 @@ def loss_curves(model_dir):
     return curves
 
 
-def loss_chart(curves):
-    """An inline SVG line chart of ``loss_curves``' output: loss per token against the step."""
+def line_chart(curves, label='loss per token by step'):
+    """An inline SVG line chart of ``scalar_curves``' output: each split's values against the step."""
     width, height, left, right, top, bottom = 760, 300, 64, 16, 12, 40
     points = [point for curve in curves.values() for point in curve]
     x_low, x_high, x_ticks = _axis(min(s for s, _ in points), max(s for s, _ in points), integer=True)
@@ -284,7 +290,7 @@ def loss_chart(curves):
         return top + (1 - (loss - y_low) / (y_high - y_low)) * (height - top - bottom)
 
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-             'aria-label="loss per token by step">']
+             f'aria-label="{_e(label)}">']
     for tick in y_ticks:
         parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}"/>'
                      f'<text class="tick" x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:g}</text>')
@@ -437,15 +443,24 @@ def _evaluation(evaluation_dir):
 
 
 def _training(model_dir, curves):
-    """The training section: the loss chart, its legend and the last value of each curve."""
+    """The training section: the loss chart, its legend and the last value of each curve; with caption
+    validation, the val CIDEr-D chart and its best step."""
     names = {training_run.TRAIN_LOGS: 'training', training_run.VALIDATION_LOGS: 'validation'}
     legend = ''.join(
         f'<span class="key"><span class="swatch {split}"></span>{names[split]} loss: '
         + (f'{curve[-1][1]:.4f} at step {curve[-1][0]:,}' if curve else 'none logged') + '</span>'
         for split, curve in curves.items())
+    quality = ''
+    cider = scalar_curves(model_dir, evaluation.CIDER_D)
+    if cider[training_run.VALIDATION_LOGS]:
+        best_step, best = max(cider[training_run.VALIDATION_LOGS], key=lambda point: (point[1], -point[0]))
+        quality = (f'<p class="note" id="caption-quality">Val {evaluation.CIDER_D} of the beam-search captions '
+                   f'(caption validation): best {best:.4f} at step {best_step:,}, the checkpoint kept in '
+                   f'<span class="path">{training_run.BEST_DIR}/</span>.</p>'
+                   + line_chart(cider, f'val {evaluation.CIDER_D} by step'))
     return (f'<section id="training"><h2>Training</h2><p class="note">Loss per token, from the TensorBoard logs of '
-            f'<span class="path">{_e(model_dir)}</span>.</p><p class="legend">{legend}</p>{loss_chart(curves)}'
-            '</section>')
+            f'<span class="path">{_e(model_dir)}</span>.</p><p class="legend">{legend}</p>{line_chart(curves)}'
+            f'{quality}</section>')
 
 
 def _attention(export_dir, photos, count):

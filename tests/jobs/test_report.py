@@ -84,12 +84,13 @@ def evaluation_dir(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def model_dir(tmp_path_factory):
-    """(model dir, TrainResult) of a short real training run: loss logged every 5 steps, validated every 10."""
+    """(model dir, TrainResult) of a short real training run: loss logged every 5 steps, validated every 10,
+    val captions scored every 15."""
     root = tmp_path_factory.mktemp('training')
     images = random_images(8, 1, feature_dim=16)
     data = write_training_data(root / 'data', {'train': images, 'val': images})
     config = TrainingConfig(batch_size=8, optimizer='adam', learning_rate=0.01, num_epochs=30, log_every_steps=5,
-                            validation_every_steps=10, checkpoint_every_steps=1000)
+                            validation_every_steps=10, checkpoint_every_steps=1000, caption_validation_every_steps=15)
     result = training.train(data, str(root / 'model'), dict(embedding_size=16, lstm_units=16), config,
                             export=False, log=lambda line: None)
     return str(root / 'model'), result
@@ -341,6 +342,13 @@ def test_errors_runs_evaluation_and_training_sections(page, model_dir, tmp_path)
     train = chart.find('polyline', training_run.TRAIN_LOGS).attrs['points'].split()
     assert len(train) == 30 // 5 and len(list(chart.find_all('circle', training_run.VALIDATION_LOGS))) == 30 // 10
     assert f'validation loss: {model_dir[1].val_loss:.4f} at step 30' in dom.by_id('training').text()
+    # Caption validation's curve, and the step of the checkpoint it kept.
+    [_, quality] = dom.by_id('training').find_all('svg')
+    assert quality.attrs['aria-label'] == 'val CIDEr-D by step'
+    assert len(list(quality.find_all('circle', training_run.VALIDATION_LOGS))) == 30 // 15
+    best = model_dir[1]
+    assert (f'best {best.best_metrics[evaluation.CIDER_D]:.4f} at step {best.best_step}'
+            in dom.by_id('caption-quality').text())
 
 
 def test_screenshot_is_a_styled_page(page, tmp_path):
