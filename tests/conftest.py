@@ -32,6 +32,8 @@ from pathlib import Path
 import pytest
 
 PROJECT = 'img2txt-test'
+# pytester: tests/test_environment.py runs this conftest on a probe suite.
+pytest_plugins = ['pytester']
 
 # TensorFlow and google.auth read these when imported: set before any test module imports them.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -105,7 +107,7 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_terminal_summary(terminalreporter):
     if _skipped:
         terminalreporter.write_line(
-            f'FAILED: {len(_skipped)} test(s) skipped (reasons above with -rs); every test must run on every '
+            f'FAILED: {len(_skipped)} test(s) skipped (-rs lists why); every test must run on every '
             'machine, so a skip fails the run', red=True)
 
 

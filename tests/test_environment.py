@@ -1,7 +1,9 @@
-"""The environment under test is exactly the lock: what CI tests is what a new user installs."""
+"""What the suite runs on: exactly the lock (what CI tests is what a new user installs), and every test, no skips."""
 import importlib.metadata
 import re
 from pathlib import Path
+
+import pytest
 
 LOCK = Path(__file__).resolve().parents[1] / 'requirements.lock'
 
@@ -25,3 +27,20 @@ def test_every_installed_distribution_is_the_locked_version():
     differ = {name: (version, pins.get(name)) for name, version in installed.items() if pins.get(name) != version}
     assert not differ, f'installed (version, locked version) outside the lock: {differ}; rebuild with make clean install'
     assert not set(pins) - set(installed), f'locked but not installed: {sorted(set(pins) - set(installed))}'
+
+
+def test_a_run_that_skips_a_test_fails_and_says_why(pytester):
+    pytester.makeconftest((Path(__file__).parent / 'conftest.py').read_text())
+    pytester.makepyfile(test_probe='''
+        import pytest
+
+        def test_runs():
+            pass
+
+        def test_needs_a_tool():
+            pytest.skip('no frobnicator on PATH')
+        ''')
+    result = pytester.runpytest_subprocess('-p', 'no:xdist', '-rs')
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(['FAILED: 1 test(s) skipped*a skip fails the run', '*no frobnicator on PATH',
+                                 '*1 passed, 1 skipped*'])
