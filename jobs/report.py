@@ -143,7 +143,7 @@ def render(captions_dir, evaluation_dir=None, model_dir=None, max_images=DEFAULT
     if evaluation_dir is not None:
         sections.append(_evaluation(evaluation_dir))
     if model_dir is not None:
-        sections.append(_training(model_dir, loss_curves(model_dir)))
+        sections.append(_training(model_dir, *training_curves(model_dir)))
         export_dir = latest_export(model_dir) if attention_images else None
         if export_dir and ExportInfo.read(export_dir).decoder == captioner.DECODER_ATTENTION:
             sections.append(_attention(export_dir, photos, attention_images))
@@ -247,33 +247,35 @@ def _scaled(crop, size):
     return np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.LANCZOS))
 
 
-def scalar_curves(model_dir, tag):
-    """{TRAIN_LOGS: [(step, value), ...], VALIDATION_LOGS: [...]} of one scalar tag in a model dir's event files.
+def scalar_curves(model_dir, tags):
+    """{tag: {TRAIN_LOGS: [(step, value), ...], VALIDATION_LOGS: [...]}} of scalar tags, in one read of the event files.
 
     A resumed run appends event files; a step written twice keeps the later
-    file's value. A split that never logged the tag has an empty list.
+    file's value. A split that never logged a tag has an empty list.
     """
-    curves = {}
+    points = {tag: {training_run.TRAIN_LOGS: {}, training_run.VALIDATION_LOGS: {}} for tag in tags}
     for split in (training_run.TRAIN_LOGS, training_run.VALIDATION_LOGS):
         files = sorted(tf.io.gfile.glob(tf.io.gfile.join(model_dir, training_run.LOG_DIR, split, EVENT_FILES)))
-        points = {}
         for record in (tf.data.TFRecordDataset(files) if files else ()):
             event = tf.compat.v1.Event.FromString(record.numpy())
             for value in event.summary.value:
-                if value.tag == tag:
-                    points[event.step] = float(tf.make_ndarray(value.tensor))
-        curves[split] = sorted(points.items())
-    return curves
+                if value.tag in points:
+                    points[value.tag][split][event.step] = float(tf.make_ndarray(value.tensor))
+    return {tag: {split: sorted(steps.items()) for split, steps in splits.items()} for tag, splits in points.items()}
 
 
-def loss_curves(model_dir):
-    """``scalar_curves`` of the loss; FileNotFoundError when neither split logged any."""
-    curves = scalar_curves(model_dir, training_run.LOSS)
-    if not any(curves.values()):
+def training_curves(model_dir):
+    """(loss curves, val CIDEr-D curves) of a model dir, as ``scalar_curves`` gives them.
+
+    Raises:
+      FileNotFoundError: neither split logged a loss.
+    """
+    curves = scalar_curves(model_dir, (training_run.LOSS, evaluation.CIDER_D))
+    if not any(curves[training_run.LOSS].values()):
         raise FileNotFoundError(f'{model_dir} has no {training_run.LOSS} in TensorBoard event files under '
                                 f'{training_run.LOG_DIR}/{training_run.TRAIN_LOGS} or {training_run.LOG_DIR}/'
                                 f'{training_run.VALIDATION_LOGS}')
-    return curves
+    return curves[training_run.LOSS], curves[evaluation.CIDER_D]
 
 
 def line_chart(curves, label='loss per token by step'):
@@ -442,16 +444,15 @@ def _evaluation(evaluation_dir):
             + '</section>')
 
 
-def _training(model_dir, curves):
+def _training(model_dir, curves, cider):
     """The training section: the loss chart, its legend and the last value of each curve; with caption
-    validation, the val CIDEr-D chart and its best step."""
+    validation (``cider``: its curves), the val CIDEr-D chart and its best step."""
     names = {training_run.TRAIN_LOGS: 'training', training_run.VALIDATION_LOGS: 'validation'}
     legend = ''.join(
         f'<span class="key"><span class="swatch {split}"></span>{names[split]} loss: '
         + (f'{curve[-1][1]:.4f} at step {curve[-1][0]:,}' if curve else 'none logged') + '</span>'
         for split, curve in curves.items())
     quality = ''
-    cider = scalar_curves(model_dir, evaluation.CIDER_D)
     if cider[training_run.VALIDATION_LOGS]:
         best_step, best = max(cider[training_run.VALIDATION_LOGS], key=lambda point: (point[1], -point[0]))
         quality = (f'<p class="note" id="caption-quality">Val {evaluation.CIDER_D} of the beam-search captions '

@@ -21,13 +21,14 @@ from img2txt.model import beam_search, evaluation, input_pipeline
 
 
 class CaptionValidation:
-    """Scores a model's beam-search captions of one split of a preprocess output."""
+    """Scores a model's beam-search captions of one split of a preprocess output, as the model is at each call."""
 
-    def __init__(self, data_dir, split, vocab, *, spatial, beam_size, max_length, length_normalization=0.0,
+    def __init__(self, model, data_dir, split, vocab, *, spatial, beam_size, max_length, length_normalization=0.0,
                  max_images=None, batch_size=64):
-        """Reads the split's features and references.
+        """Reads the split's features and references, and traces the model's search once.
 
         Args:
+          model: the model in training (its weights change between calls, its graph does not).
           data_dir: the preprocess output.
           split: the split to caption, e.g. 'val'.
           vocab: the token list (``schemas.vocabulary.read``).
@@ -51,30 +52,24 @@ class CaptionValidation:
         self._features = np.stack(features)
         self._vocab = vocab
         self._batch_size = batch_size
-        self._search = lambda model, batch: beam_search.beam_search(
-            model, batch, beam_size, max_length, length_normalization, top_k=1)
-        self._traced = {}
+        self._search = tf.function(
+            lambda batch: beam_search.beam_search(model, batch, beam_size, max_length, length_normalization, top_k=1),
+            input_signature=[tf.TensorSpec([None, *self._features.shape[1:]], tf.float32)], autograph=False)
         self.meteor = evaluation.java_available()
 
     @property
     def num_images(self):
         return len(self._image_ids)
 
-    def captions(self, model):
-        """{image id: best caption} of every image, from ``model`` as it is now."""
-        # One traced search per model object; its variables change between calls, not its graph.
-        search = self._traced.get(id(model))
-        if search is None:
-            spec = tf.TensorSpec([None, *self._features.shape[1:]], tf.float32)
-            search = self._traced[id(model)] = tf.function(lambda batch: self._search(model, batch),
-                                                           input_signature=[spec], autograph=False)
+    def captions(self):
+        """{image id: best caption} of every image, from the model as it is now."""
         texts = []
         for start in range(0, self.num_images, self._batch_size):
-            result = search(tf.constant(self._features[start:start + self._batch_size]))
+            result = self._search(tf.constant(self._features[start:start + self._batch_size]))
             texts += [best for [best] in beam_search.ids_to_text(result.token_ids, result.lengths, self._vocab)]
         return dict(zip(self._image_ids, texts))
 
-    def __call__(self, model):
-        """The corpus scores of ``model``'s captions: ``{metric: value}`` (``schemas.evaluation.METRICS``)."""
-        corpus, _ = evaluation.score(self.captions(model), self._references, meteor=self.meteor)
+    def __call__(self):
+        """The corpus scores of the model's captions now: ``{metric: value}`` (``schemas.evaluation.METRICS``)."""
+        corpus, _ = evaluation.score(self.captions(), self._references, meteor=self.meteor)
         return corpus

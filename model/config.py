@@ -24,7 +24,8 @@ CAPTIONS_PER_IMAGE = ('all', 'one')
 
 # Which checkpoint training exports: the best by val CIDEr-D (when caption
 # validation ran; else the latest), or the latest.
-EXPORT_CHECKPOINTS = ('best', 'latest')
+EXPORT_BEST, EXPORT_LATEST = 'best', 'latest'
+EXPORT_CHECKPOINTS = (EXPORT_BEST, EXPORT_LATEST)
 
 
 def _field(default=dataclasses.MISSING, **metadata):
@@ -186,7 +187,7 @@ class TrainingConfig(_Dictable):
     caption_validation_images: Optional[int] = _field(
         None, help="caption validation captions only the first this many 'val' images; none: all of them")
     export_checkpoint: str = _field(
-        'best', choices=EXPORT_CHECKPOINTS,
+        EXPORT_BEST, choices=EXPORT_CHECKPOINTS,
         help="export the checkpoint with the best val CIDEr-D ('best', when caption validation ran) or the "
              "'latest'")
     seed: int = _field(0, help='seed of weight initialisation, dropout and data order')

@@ -37,10 +37,9 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from img2txt.model import beam_search, encoders, graph_decoding, storage
+from img2txt.model import beam_search, encoders, graph_decoding, input_spec, storage
 from img2txt.model.attention import ShowAttendAndTell
 from img2txt.model.config import AttentionConfig, ModelConfig
-from img2txt.model import input_spec
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
 from img2txt.model.show_and_tell import ShowAndTell
 from img2txt.schemas import captioner, vocabulary

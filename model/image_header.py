@@ -81,8 +81,9 @@ def _jpeg(data):
     # are C0-CF except DHT (C4), JPG (C8) and DAC (CC).
     position = 2
     while True:
-        while data[position] != 0xFF:
-            position += 1
+        position = data.find(b'\xff', position)
+        if position < 0:
+            raise IndexError('no marker')
         while data[position] == 0xFF:  # Fill bytes.
             position += 1
         marker = data[position]
@@ -138,10 +139,10 @@ def _webp(data):
         bits, = struct.unpack_from('<I', data, 21)
         return (bits & 0x3FFF) + 1, (bits >> 14 & 0x3FFF) + 1
     if chunk == b'VP8X':
-        sizes = data[24:30]
-        if len(sizes) < 6:
-            raise IndexError
-        return int.from_bytes(sizes[:3], 'little') + 1, int.from_bytes(sizes[3:], 'little') + 1
+        # 24-bit little-endian sizes minus one; struct.error when cut short.
+        width, = struct.unpack('<I', data[24:27] + b'\x00')
+        height, = struct.unpack('<I', data[27:30] + b'\x00')
+        return width + 1, height + 1
     raise HeaderError(f'WebP starts with an unknown chunk {bytes(chunk)!r}')
 
 

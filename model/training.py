@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from img2txt.model import (caption_validation, checkpoints, decoders, distribution, encoders,
                            export as captioner_export, input_pipeline, train_step)
-from img2txt.model.config import TrainingConfig
+from img2txt.model.config import EXPORT_BEST, TrainingConfig
 from img2txt.model.input_spec import InputSpec
 from img2txt.model.show_and_tell import build_optimizer
 from img2txt.schemas import evaluation, manifest, training_run
@@ -148,7 +148,7 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, deco
             raise ValueError(f'--caption-validation-every-steps needs a {VALIDATION_SPLIT!r} split, and {data_dir} '
                              f'has {sorted(document[manifest.SPLITS])}')
         best.validation = caption_validation.CaptionValidation(
-            data_dir, VALIDATION_SPLIT, input_pipeline.read_vocabulary(data_dir, document), spatial=spatial,
+            model, data_dir, VALIDATION_SPLIT, input_pipeline.read_vocabulary(data_dir, document), spatial=spatial,
             beam_size=model_config.beam_size, max_length=model_config.max_caption_length,
             length_normalization=model_config.length_normalization, max_images=config.caption_validation_images)
 
@@ -169,7 +169,7 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, deco
         return result
     if not export:
         return result
-    from_best = config.export_checkpoint == 'best' and best.step is not None
+    from_best = config.export_checkpoint == EXPORT_BEST and best.step is not None
     step = best.step if from_best else loop.step
     # The export goes through model.storage, which (unlike the checkpoints) is tested on gs://.
     result.export_dir = tf.io.gfile.join(model_dir, training_run.EXPORT_DIR, str(step))
@@ -254,7 +254,6 @@ class _Best:
     def __init__(self, model_dir, model):
         self.validation = None
         self._directory = tf.io.gfile.join(model_dir, training_run.BEST_DIR)
-        self._model = model
         self._manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), self._directory, max_to_keep=1,
                                                    checkpoint_name=training_run.CHECKPOINT_PREFIX)
         self.step = self.metrics = None
@@ -266,7 +265,7 @@ class _Best:
 
     def validate(self, step):
         """Scores the model's val captions; keeps its weights when their CIDEr-D is the best yet. Returns the scores."""
-        metrics = self.validation(self._model)
+        metrics = self.validation()
         if self.metrics is None or metrics[evaluation.CIDER_D] > self.metrics[evaluation.CIDER_D]:
             self._manager.save(checkpoint_number=step)
             self.step, self.metrics = step, metrics

@@ -177,8 +177,8 @@ def _not_accepted(data):
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', Image.DecompressionBombWarning)
             known = Image.open(io.BytesIO(data)).format
-    except Image.DecompressionBombError:
-        known = 'another (large)'
+    except Image.DecompressionBombError:  # Pillow knows the format and finds it too large to open.
+        known = 'of another kind'
     except Exception:  # Pillow cannot identify it either.
         return NotAnImageError(f'not an image: no known image format matches the first bytes {data[:8]!r}')
     return UnsupportedFormatError(f'unsupported image format {known}; supported: {supported}')

@@ -393,15 +393,15 @@ def test_caption_validation_keeps_and_exports_the_checkpoint_with_the_best_cider
 def test_caption_validation_scores_the_beam_search_captions_against_the_records(captioned):
     result, _, data, images, config, _, _ = captioned
     vocab = input_pipeline.read_vocabulary(data, input_pipeline.read_manifest(data))
-    validation = caption_validation.CaptionValidation(data, 'val', vocab, spatial=False, beam_size=3,
+    validation = caption_validation.CaptionValidation(result.model, data, 'val', vocab, spatial=False, beam_size=3,
                                                       max_length=20, batch_size=3)
     found = beam_search.beam_search(result.model, np.stack([f for _, f, _ in images]), 3, 20, top_k=1)
     expected = dict(zip([image_id for image_id, _, _ in images],
                         [best for [best] in beam_search.ids_to_text(found.token_ids, found.lengths, vocab)]))
-    assert validation.captions(result.model) == expected
+    assert validation.captions() == expected
     references = {image_id: [' '.join(vocab[i] for i in caption) for caption in captions]
                   for image_id, _, captions in images}
-    assert validation(result.model) == model_evaluation.score(expected, references)[0]
+    assert validation() == model_evaluation.score(expected, references)[0]
 
 
 def test_a_resumed_run_keeps_the_best_of_both_and_latest_exports_the_last_step(captioned, tmp_path, exports):
