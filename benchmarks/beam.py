@@ -17,7 +17,7 @@ import tensorflow as tf
 
 import measure
 from img2txt.model.beam_search import beam_search
-from img2txt.model.config import ModelConfig
+from img2txt.model.config import ShowAndTellConfig
 from img2txt.model.show_and_tell import ShowAndTell
 
 BATCH_SIZES = (1, 64)
@@ -31,7 +31,7 @@ def main():
     args = parser.parse_args()
 
     keras.utils.set_random_seed(0)
-    config = ModelConfig(vocab_size=10000, feature_dim=1280)
+    config = ShowAndTellConfig(vocab_size=10000, feature_dim=1280)
     model = ShowAndTell(config)
     search = tf.function(lambda f: beam_search(model, f, config.beam_size, config.max_caption_length),
                          input_signature=[tf.TensorSpec([None, config.feature_dim], tf.float32)])

@@ -37,7 +37,7 @@ import measure
 from decode import photo_jpeg
 from img2txt.model import encoders, export, storage
 from img2txt.model.captioner import Captioner
-from img2txt.model.config import ModelConfig
+from img2txt.model.config import ShowAndTellConfig
 from img2txt.model.show_and_tell import ShowAndTell
 from img2txt.pipelines import caption, image_decoding
 from img2txt.schemas import manifest, vocabulary
@@ -68,7 +68,7 @@ def link_photos(sources, folder, count):
 def export_model(export_dir):
     """An im2txt-sized captioner (random weights) exported to ``export_dir``."""
     keras.utils.set_random_seed(0)
-    config = ModelConfig(vocab_size=10_000, feature_dim=1280)
+    config = ShowAndTellConfig(vocab_size=10_000, feature_dim=1280)
     model = ShowAndTell(config)
     model((np.zeros((1, config.feature_dim), np.float32), np.zeros((1, 2), np.int32)))
     vocab = [*vocabulary.RESERVED_TOKENS, *(f'w{i}' for i in range(config.vocab_size - vocabulary.NUM_RESERVED))]

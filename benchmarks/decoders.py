@@ -49,14 +49,15 @@ from caption import link_photos, pipeline_seconds
 from img2txt.jobs import demo, scenes
 from img2txt.model import encoders, storage, training
 from img2txt.pipelines import evaluate, image_decoding, preprocess
-from img2txt.schemas import evaluation, training_run
+from img2txt.schemas import decoders as decoder_names
+from img2txt.schemas import evaluation
 
 BLEU_4 = evaluation.BLEU[3]
 # (label, decoder, spatial layer of the records it trains on, attention options besides the demo's).
 CANDIDATES = (
-    ('show_and_tell', training_run.SHOW_AND_TELL, 'head', {}),
-    ('attention/head', training_run.ATTENTION, 'head', {}),
-    ('attention/stride16', training_run.ATTENTION, 'stride16', {}),
+    ('show_and_tell', decoder_names.SHOW_AND_TELL, 'head', {}),
+    ('attention/head', decoder_names.ATTENTION, 'head', {}),
+    ('attention/stride16', decoder_names.ATTENTION, 'stride16', {}),
 )
 
 
@@ -94,8 +95,7 @@ def colour_probe(captions, images, spatial_layer):
 
 def train_and_evaluate(data, model_dir, decoder, options, args, seed):
     """Trains with the demo's budget and evaluates the test split; (TrainResult, metrics.json document)."""
-    model_options, training_config = demo.training_options(decoder, args.lstm_units, args.epochs, seed,
-                                                           {**demo.ATTENTION_OPTIONS, **options})
+    model_options, training_config = demo.training_options(decoder, args.lstm_units, args.epochs, seed, options)
     trained = training.train(data, model_dir, model_options, training_config, decoder=decoder, log=lambda line: None)
     metrics = evaluate.run_config(evaluate.EvaluateConfig(model=trained.export_dir, output=model_dir + '-evaluation',
                                                           data=data, meteor=False), [])

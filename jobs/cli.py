@@ -81,10 +81,10 @@ if __name__ == '__main__' or os.path.basename(sys.argv[0]) == 'img2txt':
         _drop_native_logs()
 
 from img2txt import __version__  # noqa: E402
-from img2txt.jobs import caption, classify, demo, describe, evaluate, preprocess, report, train  # noqa: E402
+from img2txt.jobs import caption, classify, demo, describe, evaluate, flickr8k, preprocess, report, train  # noqa: E402
 
 # Order of the subcommands in --help: the order a user meets them.
-JOBS = (demo, preprocess, train, evaluate, caption, describe, report, classify)
+JOBS = (demo, preprocess, train, evaluate, caption, describe, report, classify, flickr8k)
 
 
 def build_parser():

@@ -25,10 +25,11 @@ import os
 import shutil
 
 from img2txt.jobs import classify, report, scenes
-from img2txt.model import encoders, training
+from img2txt.model import decoders, encoders, training
 from img2txt.model.config import TrainingConfig
 from img2txt.pipelines import caption, evaluate, preprocess
-from img2txt.schemas import evaluation, manifest, training_run
+from img2txt.schemas import decoders as decoder_names
+from img2txt.schemas import evaluation, manifest
 
 # Marks a folder as the demo's own, so a rerun may clear it and nothing else.
 MARKER = '.img2txt-demo'
@@ -37,9 +38,9 @@ DEFAULT_EPOCHS = 24
 DEFAULT_LSTM_UNITS = 256
 # The decoder, the encoder map it attends over and its options: what
 # benchmarks/decoders.py measured best on the held-out pairs within the demo's budget.
-DEFAULT_DECODER = training_run.ATTENTION
+DEFAULT_DECODER = decoder_names.ATTENTION
 SPATIAL_LAYER = 'stride16'
-ATTENTION_OPTIONS = {'attention_units': 128, 'inject_context': False}
+DECODER_OPTIONS = {decoder_names.ATTENTION: {'attention_units': 128, 'inject_context': False}}
 
 
 def sample_photos():
@@ -59,7 +60,7 @@ def register(subparsers):
     parser.add_argument('--epochs', type=int, default=DEFAULT_EPOCHS, help='training epochs (default: %(default)s)')
     parser.add_argument('--lstm-units', type=int, default=DEFAULT_LSTM_UNITS,
                         help='LSTM and embedding size; im2txt uses 512 (default: %(default)s)')
-    parser.add_argument('--decoder', choices=training_run.DECODERS, default=DEFAULT_DECODER,
+    parser.add_argument('--decoder', choices=decoder_names.NAMES, default=DEFAULT_DECODER,
                         help=f'caption decoder; attention looks at the encoder\'s {SPATIAL_LAYER} map '
                              '(default: %(default)s, measured best by benchmarks/decoders.py)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the scenes and of training')
@@ -67,12 +68,12 @@ def register(subparsers):
 
 
 def training_options(decoder=DEFAULT_DECODER, lstm_units=DEFAULT_LSTM_UNITS, epochs=DEFAULT_EPOCHS, seed=0,
-                     attention_options=ATTENTION_OPTIONS):
+                     options=None):
     """The demo's model and training budget, the same for either decoder: (model options, ``TrainingConfig``).
 
-    ``attention_options`` are added to the attention decoder's options.
+    The decoder's own options are ``DECODER_OPTIONS``' updated with ``options``.
     """
-    extra = attention_options if decoder == training_run.ATTENTION else {}
+    extra = {**DECODER_OPTIONS.get(decoder, {}), **(options or {})}
     return ({'embedding_size': lstm_units, 'lstm_units': lstm_units, **extra},
             TrainingConfig(optimizer='adam', batch_size=128, num_epochs=epochs, seed=seed,
                            log_every_steps=25, validation_every_steps=100))
@@ -121,10 +122,10 @@ def run(args, beam_args):
           f'    never in training: {held_out} (their colours and shapes are, in other pairs)')
 
     data = os.path.join(args.workdir, 'data')
-    attention = args.decoder == training_run.ATTENTION
+    spatial = decoders.get(args.decoder).reads_spatial_map
     result = preprocess.run_config(preprocess.PreprocessConfig(
-        dataset='jsonl', captions=captions, images=images, output=data, spatial_features=attention,
-        spatial_layer=SPATIAL_LAYER if attention else encoders.DEFAULT_SPATIAL_LAYER), beam_args)
+        dataset='jsonl', captions=captions, images=images, output=data, spatial_features=spatial,
+        spatial_layer=SPATIAL_LAYER if spatial else encoders.DEFAULT_SPATIAL_LAYER), beam_args)
     counts = result[manifest.COUNTS]
     print(f'3/7 preprocess: {counts[manifest.IMAGES_WRITTEN]} images and {counts[manifest.CAPTIONS_WRITTEN]} '
           f'captions written, {counts[manifest.IMAGES_FAILED]} failed; vocabulary of '

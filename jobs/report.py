@@ -39,7 +39,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from img2txt.model import storage
+from img2txt.model import decoders, storage
 from img2txt.model.captioner import DEFAULT_BATCH_SIZE, Candidate, Captioner, ExportInfo
 from img2txt.model.input_spec import InputSpec
 from img2txt.pipelines import image_decoding
@@ -145,7 +145,7 @@ def render(captions_dir, evaluation_dir=None, model_dir=None, max_images=DEFAULT
     if model_dir is not None:
         sections.append(_training(model_dir, *training_curves(model_dir)))
         export_dir = latest_export(model_dir) if attention_images else None
-        if export_dir and ExportInfo.read(export_dir).decoder == captioner.DECODER_ATTENTION:
+        if export_dir and decoders.get(ExportInfo.read(export_dir).decoder).has_attention_weights:
             sections.append(_attention(export_dir, photos, attention_images))
     return _page(captions_dir, f'{total_photos} captioned, {total_failures} failed, {len(order)} runs', sections)
 
@@ -265,17 +265,17 @@ def scalar_curves(model_dir, tags):
 
 
 def training_curves(model_dir):
-    """(loss curves, val CIDEr-D curves) of a model dir, as ``scalar_curves`` gives them.
+    """(loss curves, val CIDEr-D curves, self-critical reward curves) of a model dir, as ``scalar_curves`` gives them.
 
     Raises:
       FileNotFoundError: neither split logged a loss.
     """
-    curves = scalar_curves(model_dir, (training_run.LOSS, evaluation.CIDER_D))
+    curves = scalar_curves(model_dir, (training_run.LOSS, evaluation.CIDER_D, training_run.REWARD))
     if not any(curves[training_run.LOSS].values()):
         raise FileNotFoundError(f'{model_dir} has no {training_run.LOSS} in TensorBoard event files under '
                                 f'{training_run.LOG_DIR}/{training_run.TRAIN_LOGS} or {training_run.LOG_DIR}/'
                                 f'{training_run.VALIDATION_LOGS}')
-    return curves[training_run.LOSS], curves[evaluation.CIDER_D]
+    return curves[training_run.LOSS], curves[evaluation.CIDER_D], curves[training_run.REWARD]
 
 
 def line_chart(curves, label='loss per token by step'):
@@ -444,9 +444,10 @@ def _evaluation(evaluation_dir):
             + '</section>')
 
 
-def _training(model_dir, curves, cider):
+def _training(model_dir, curves, cider, reward):
     """The training section: the loss chart, its legend and the last value of each curve; with caption
-    validation (``cider``: its curves), the val CIDEr-D chart and its best step."""
+    validation (``cider``: its curves), the val CIDEr-D chart and its best step; for self-critical training
+    (``reward``), the sampled captions' mean CIDEr-D."""
     names = {training_run.TRAIN_LOGS: 'training', training_run.VALIDATION_LOGS: 'validation'}
     legend = ''.join(
         f'<span class="key"><span class="swatch {split}"></span>{names[split]} loss: '
@@ -459,6 +460,12 @@ def _training(model_dir, curves, cider):
                    f'(caption validation): best {best:.4f} at step {best_step:,}, the checkpoint kept in '
                    f'<span class="path">{training_run.BEST_DIR}/</span>.</p>'
                    + line_chart(cider, f'val {evaluation.CIDER_D} by step'))
+    if reward[training_run.TRAIN_LOGS]:
+        step, last = reward[training_run.TRAIN_LOGS][-1]
+        quality += (f'<p class="note" id="reward">Self-critical training: mean {evaluation.CIDER_D} of the captions '
+                    f'sampled from the train photos (the reward), {last:.4f} at step {step:,}.</p>'
+                    + line_chart({training_run.TRAIN_LOGS: reward[training_run.TRAIN_LOGS]},
+                                 f'sampled captions\' {evaluation.CIDER_D} by step'))
     return (f'<section id="training"><h2>Training</h2><p class="note">Loss per token, from the TensorBoard logs of '
             f'<span class="path">{_e(model_dir)}</span>.</p><p class="legend">{legend}</p>{line_chart(curves)}'
             f'{quality}</section>')

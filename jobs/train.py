@@ -6,12 +6,9 @@ import signal
 
 from img2txt.jobs import flags
 from img2txt.model import decoders, distribution, training
-from img2txt.model.config import AttentionConfig, TrainingConfig
+from img2txt.model.config import TrainingConfig
+from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import training_run
-
-# Every decoder's config fields are among the attention decoder's (the shared ones have one name each),
-# so its fields give one flag per model field.
-_MODEL_FLAGS_CONFIG = AttentionConfig
 
 
 def register(subparsers):
@@ -27,19 +24,24 @@ def register(subparsers):
     parser.add_argument('--model-dir', required=True, metavar='DIR',
                         help=f'where {training_run.CHECKPOINT_DIR}/, {training_run.LOG_DIR}/ (TensorBoard), '
                              f'{training_run.CONFIG_FILE} and {training_run.EXPORT_DIR}/ go, local or gs://')
-    parser.add_argument('--decoder', choices=training_run.DECODERS, default=training_run.SHOW_AND_TELL,
-                        help=f'{training_run.SHOW_AND_TELL}: an LSTM on the pooled feature vector; '
-                             f'{training_run.ATTENTION}: soft attention over the feature map, which preprocess '
+    parser.add_argument('--decoder', choices=decoder_names.NAMES, default=decoder_names.SHOW_AND_TELL,
+                        help=f'{decoder_names.SHOW_AND_TELL}: an LSTM on the pooled feature vector; '
+                             f'{decoder_names.ATTENTION}: soft attention over the feature map, which preprocess '
                              f'stores with --spatial-features (default: %(default)s)')
     parser.add_argument('--strategy', choices=distribution.STRATEGIES, default=None,
                         help='tf.distribute strategy: "default" (the CPU or one GPU) or "mirrored" (every GPU); '
                              'default: mirrored when there are several GPUs')
     parser.add_argument('--mixed-precision', action='store_true',
                         help='compute in float16 on GPUs (with loss scaling), bfloat16 on CPUs; weights stay float32')
-    flags.add_arguments(parser.add_argument_group(
-        'model (the vocabulary size, feature dimension and grid cells come from the data; --attention-units, '
-        '--gate and --doubly-stochastic-weight are the attention decoder\'s)'),
-        _MODEL_FLAGS_CONFIG, exclude=training.DATA_MODEL_FIELDS)
+    # One flag per field of any decoder's config: a field several decoders have means the same in each.
+    own = '; '.join(f'{decoder.name} only: ' + ', '.join('--' + name.replace('_', '-') for name in fields)
+                    for decoder, fields in _own_fields().items() if fields)
+    group = parser.add_argument_group(f'model (the vocabulary size, feature dimension and grid cells come from the '
+                                      f'data; {own})')
+    added = set(training.DATA_MODEL_FIELDS)
+    for decoder in decoders.ENTRIES:
+        flags.add_arguments(group, decoder.config_class, exclude=added)
+        added |= _fields(decoder)
     flags.add_arguments(parser.add_argument_group('training'), TrainingConfig)
     parser.set_defaults(run=run)
 
@@ -68,16 +70,29 @@ def _model_options(args):
     Raises:
       ValueError: a flag of another decoder was set (to other than its default).
     """
-    own = {field.name for field in dataclasses.fields(decoders.config_class(args.decoder))}
+    own = _fields(decoders.get(args.decoder))
     options, foreign = {}, []
-    for field in dataclasses.fields(_MODEL_FLAGS_CONFIG):
-        if field.name in training.DATA_MODEL_FIELDS:
+    every = {field.name: field for decoder in decoders.ENTRIES for field in dataclasses.fields(decoder.config_class)}
+    for name, field in every.items():
+        if name in training.DATA_MODEL_FIELDS:
             continue
-        value = getattr(args, field.name)
-        if field.name in own:
-            options[field.name] = value
+        value = getattr(args, name)
+        if name in own:
+            options[name] = value
         elif value != field.default:
-            foreign.append('--' + field.name.replace('_', '-'))
+            foreign.append('--' + name.replace('_', '-'))
     if foreign:
         raise ValueError(f'{", ".join(foreign)}: not an option of --decoder {args.decoder}')
     return options
+
+
+def _fields(decoder):
+    return {field.name for field in dataclasses.fields(decoder.config_class)}
+
+
+def _own_fields():
+    """{decoder: the user-set fields of its config that not every decoder has}."""
+    shared = set.intersection(*(_fields(decoder) for decoder in decoders.ENTRIES))
+    return {decoder: [field.name for field in dataclasses.fields(decoder.config_class)
+                      if field.name not in shared | set(training.DATA_MODEL_FIELDS)]
+            for decoder in decoders.ENTRIES}

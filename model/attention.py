@@ -33,15 +33,15 @@ runs the same recurrence one step at a time (``initial_state``, then
 Where the model looked for each word of a caption (beam search's best, for
 an export) comes from ``attention_weights``, a teacher-forced pass over that
 caption, not from the search's state. Captions and their split into inputs
-and targets are Show and Tell's (``show_and_tell.split_caption_ids``); the
-loss is its ``masked_loss_sum`` plus ``doubly_stochastic_loss_sum``.
+and targets are every decoder's (``caption_ops.split_caption_ids``); the
+loss is ``caption_ops.masked_loss_sum`` plus ``doubly_stochastic_loss_sum``.
 """
 import functools
 
 import keras
 import tensorflow as tf
 
-from img2txt.model.show_and_tell import uniform_initializer
+from img2txt.model.caption_ops import uniform_initializer
 from img2txt.schemas import vocabulary
 
 

@@ -60,6 +60,17 @@ class BeamSearchResult(collections.namedtuple('BeamSearchResult', ['token_ids', 
     __slots__ = ()
 
 
+def banned_tokens(vocab_size, position):
+    """Bool ``[vocab_size]``: the ids a caption may not have at ``position`` (0: its first token), as above.
+
+    PAD, START and UNK anywhere, END first. Every decoding (beam search,
+    self-critical training's sampling) masks the same ids.
+    """
+    token_ids = tf.range(vocab_size)
+    banned = (token_ids == vocabulary.PAD_ID) | (token_ids == vocabulary.START_ID) | (token_ids == vocabulary.UNK_ID)
+    return banned | ((token_ids == vocabulary.END_ID) & (position == 0))
+
+
 def length_penalty(length, alpha):
     """GNMT's length penalty ``((5 + length) / 6) ** alpha``; 1 when alpha is 0."""
     return tf.pow((5.0 + tf.cast(length, tf.float32)) / 6.0, alpha)
@@ -172,11 +183,7 @@ def beam_search(model, features, beam_size, max_length, length_normalization=0.0
         vocab_size = log_probs.shape[-1]
         if vocab_size is None:
             raise ValueError('beam_search needs the vocabulary size of model.step to be static')
-        token_ids = tf.range(vocab_size)
-        banned = (token_ids == vocabulary.PAD_ID) | (token_ids == vocabulary.START_ID) | (
-            token_ids == vocabulary.UNK_ID)
-        banned |= (token_ids == vocabulary.END_ID) & (t == 0)
-        log_probs = tf.where(banned, _NEG_INF, tf.cast(log_probs, tf.float32))
+        log_probs = tf.where(banned_tokens(vocab_size, t), _NEG_INF, tf.cast(log_probs, tf.float32))
         log_probs = tf.reshape(log_probs, [batch, k, vocab_size])
 
         # Each beam proposes its best tokens: [B, k, w] -> [B, k * w] candidates.

@@ -15,9 +15,10 @@ import typing
 import numpy as np
 import tensorflow as tf
 
-from img2txt.model import export, storage
+from img2txt.model import decoders, export, storage
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
 from img2txt.schemas import captioner, manifest
+from img2txt.schemas import decoders as decoder_names
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -61,13 +62,8 @@ class ExportInfo(typing.NamedTuple):
         """The info of an export with id ``model_id`` and config (captioner.json) ``config``."""
         encoder = config[captioner.CONFIG_ENCODER]
         feature_dim = int(encoder[manifest.ENCODER_FEATURE_DIM])
-        # Exports older than the decoder field are Show and Tell.
-        decoder = config.get(captioner.CONFIG_DECODER, captioner.DECODER_SHOW_AND_TELL)
-        if decoder == captioner.DECODER_ATTENTION:
-            height, width, channels = encoder[manifest.ENCODER_SPATIAL_SHAPE]
-            feature_shape = (height * width, channels)
-        else:
-            feature_shape = (feature_dim,)
+        decoder = decoder_names.of(config, captioner.CONFIG_DECODER)
+        feature_shape = decoders.get(decoder).feature_shape(feature_dim, encoder.get(manifest.ENCODER_SPATIAL_SHAPE))
         return cls(model_id=model_id, encoder_id=encoder[manifest.ENCODER_ID], config=config,
                    input_spec=InputSpec(**encoder[manifest.ENCODER_INPUT_SPEC]),
                    beam_size=int(config[captioner.CONFIG_MODEL]['beam_size']), feature_dim=feature_dim,

@@ -1,7 +1,7 @@
 """Configuration of the caption models and of their training.
 
 Plain dataclasses, as im2txt's ``configuration.py``: one per model (what a
-checkpoint needs to be rebuilt and decoded: ``ModelConfig`` for Show and Tell,
+checkpoint needs to be rebuilt and decoded: ``ShowAndTellConfig`` for Show and Tell,
 ``AttentionConfig`` for the soft-attention decoder, sharing the fields both
 have) and one for training.
 Defaults are im2txt's where they apply. Each field's ``help`` documents it and
@@ -21,6 +21,13 @@ DEFAULT_LEARNING_RATES = {'sgd': 2.0, 'adam': 1e-3}
 # How training reads an image's captions: every caption is an example (as
 # im2txt), or each epoch one of them, a different one each epoch.
 CAPTIONS_PER_IMAGE = ('all', 'one')
+
+# What training minimises: the captions' cross-entropy, or (self-critical
+# training, model.self_critical) minus the CIDEr-D of sampled captions.
+CROSS_ENTROPY, SELF_CRITICAL = 'cross_entropy', 'self_critical'
+OBJECTIVES = (CROSS_ENTROPY, SELF_CRITICAL)
+# Adam's rate for self-critical training (self-critical.pytorch's): larger ones make CIDEr fall when it starts.
+SELF_CRITICAL_LEARNING_RATE = 5e-5
 
 # Which checkpoint training exports: the best by val CIDEr-D (when caption
 # validation ran; else the latest), or the latest.
@@ -106,7 +113,7 @@ class _DecoderConfig(_Dictable):
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig(_DecoderConfig):
+class ShowAndTellConfig(_DecoderConfig):
     """Sizes and decoding options of the Show-and-Tell model (``model.show_and_tell``)."""
 
 
@@ -151,11 +158,22 @@ class AttentionConfig(_DecoderConfig):
 class TrainingConfig(_Dictable):
     """Options of the training job."""
 
-    batch_size: int = _field(32, help='captions (one image-caption pair each) per training step, over all replicas')
+    batch_size: int = _field(32, help='captions (one image-caption pair each) per training step, over all replicas; '
+                                      'self-critical: images (each sampled --self-critical-samples times)')
+    objective: str = _field(CROSS_ENTROPY, choices=OBJECTIVES,
+                            help="'cross_entropy' (teacher forcing on the human captions) or 'self_critical' "
+                                 '(raise the CIDEr-D of sampled captions against the train references; '
+                                 'starts from --init-from, a cross-entropy model, with --optimizer adam)')
+    init_from: Optional[str] = _field(None, help='start from the weights of this model dir (its best checkpoint by '
+                                                 'val CIDEr-D, else its latest) when --model-dir has no checkpoint '
+                                                 'yet; same decoder, sizes and encoder')
+    self_critical_samples: int = _field(5, help='self-critical: captions sampled per image; each is scored against '
+                                                'the mean reward of the others (at least 2)')
     optimizer: str = _field('sgd', choices=OPTIMIZERS,
                             help="'sgd' (im2txt: plain SGD with a staircase-decayed rate) or 'adam'")
     learning_rate: Optional[float] = _field(None, help="initial learning rate; none: the optimizer's default, "
-                                                       '2.0 for sgd (im2txt) and 1e-3 for adam')
+                                                       '2.0 for sgd (im2txt) and 1e-3 for adam; self-critical: '
+                                                       f'{SELF_CRITICAL_LEARNING_RATE:g}')
     learning_rate_decay_factor: float = _field(0.5, help='sgd only: multiply the learning rate by this every '
                                                          '--num-epochs-per-decay epochs (staircase, as im2txt)')
     num_epochs_per_decay: float = _field(8.0, help='sgd only: epochs between two learning-rate decays')
@@ -216,10 +234,18 @@ class TrainingConfig(_Dictable):
                f'learning_rate_decay_factor must be in (0, 1], got {self.learning_rate_decay_factor}')
         _check(self.num_epochs_per_decay > 0, f'num_epochs_per_decay must be positive, got {self.num_epochs_per_decay}')
         _check(self.clip_gradients >= 0, f'clip_gradients must be >= 0, got {self.clip_gradients}')
+        _check(self.objective in OBJECTIVES, f'objective must be one of {list(OBJECTIVES)}, got {self.objective!r}')
+        _check(isinstance(self.self_critical_samples, int) and self.self_critical_samples >= 2,
+               f'self_critical_samples must be an integer >= 2, got {self.self_critical_samples!r}')
+        if self.objective == SELF_CRITICAL:
+            _check(self.init_from is not None, 'self-critical training starts from a cross-entropy model: give '
+                                               '--init-from MODEL_DIR')
+            _check(self.optimizer == 'adam', "self-critical training runs with --optimizer adam (SGD at im2txt's "
+                                             'rates undoes the cross-entropy model in a few steps)')
 
     @property
     def initial_learning_rate(self):
         """The learning rate at step 0: ``learning_rate`` or the optimizer's default."""
         if self.learning_rate is None:
-            return DEFAULT_LEARNING_RATES[self.optimizer]
+            return SELF_CRITICAL_LEARNING_RATE if self.objective == SELF_CRITICAL else DEFAULT_LEARNING_RATES[self.optimizer]
         return self.learning_rate

@@ -1,8 +1,8 @@
 """Exports a trained caption model as one self-contained captioner SavedModel.
 
-The caption model is a Show and Tell (``model.show_and_tell``, on pooled
-features) or a Show, Attend and Tell (``model.attention``, on the encoder's
-feature map); the config's type says which. The export holds the encoder, the caption model, the vocabulary and the
+The caption model is any decoder of ``model.decoders`` (Show and Tell on
+pooled features, Show, Attend and Tell on the encoder's feature map); the
+config's type says which. The export holds the encoder, the caption model, the vocabulary and the
 decoding options; it turns images into their ``beam_size`` best captions and
 loads with ``tf.saved_model.load`` alone, in a process that has no img2txt
 (the Keras models are saved as traced functions, not as Keras objects). Its
@@ -17,10 +17,11 @@ Three ways in, each a signature over a dynamic batch:
     decoder. The caption pipeline calls this one: decoding stays in Python,
     where each image's failure becomes an error record.
   - ``caption_features``: encoder features, for callers that have them:
-    pooled vectors for Show and Tell, the feature map's cells for attention.
+    what the decoder reads (``decoders.Decoder.feature_shape``).
 
-An attention export also returns where the decoder looked for each word of
-each image's best caption (a teacher-forced pass over it after the search).
+An export of a decoder with attention weights also returns where it looked
+for each word of each image's best caption (a teacher-forced pass over it
+after the search).
 
 The model id is a content hash of everything that decides a caption (the
 variables of both models, the vocabulary, the config), so exporting the same
@@ -37,26 +38,14 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from img2txt.model import beam_search, encoders, graph_decoding, input_spec, storage
-from img2txt.model.attention import ShowAttendAndTell
-from img2txt.model.config import AttentionConfig, ModelConfig
+from img2txt.model import beam_search, decoders, encoders, graph_decoding, input_spec, storage
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
-from img2txt.model.show_and_tell import ShowAndTell
 from img2txt.schemas import captioner, vocabulary
 
 # Model ids are the decoder's name, "@" and the first hex digits of the content
 # hash, as encoder ids are "<name>@<digits of the weights file's hash>".
 _ID_DIGITS = 12
 
-# Decoder name -> (its config class, its model class, the config fields that
-# decide the shapes of its weights and so must be the model's own).
-_DECODERS = {
-    captioner.DECODER_SHOW_AND_TELL: (ModelConfig, ShowAndTell,
-                                      ('vocab_size', 'feature_dim', 'embedding_size', 'lstm_units')),
-    captioner.DECODER_ATTENTION: (AttentionConfig, ShowAttendAndTell,
-                                  ('vocab_size', 'feature_dim', 'embedding_size', 'lstm_units',
-                                   'attention_units', 'grid_cells', 'gate', 'inject_context')),
-}
 
 def export_captioner(model, model_config, encoder_name, vocab, export_dir, encoder_weights=None,
                      max_pixels=DEFAULT_MAX_PIXELS, spatial_layer=encoders.DEFAULT_SPATIAL_LAYER,
@@ -64,9 +53,9 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
     """Writes the captioner SavedModel of a trained model.
 
     Args:
-      model: a trained ``ShowAndTell`` or ``ShowAttendAndTell``.
-      model_config: its ``ModelConfig`` or ``AttentionConfig`` (which one
-        decides the decoder, recorded in the config); the sizes must be the model's, and
+      model: a trained model of one of ``model.decoders``.
+      model_config: its config, whose class decides the decoder (recorded in
+        the config); the sizes must be the model's, and
         the decoding options (beam size, max caption length, length
         normalisation) are what the captioner will use. It returns
         ``beam_size`` captions per image.
@@ -87,8 +76,8 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
         also in the config, for callers that decode themselves.
 
     Returns:
-      The model id (the decoder's name, ``show_and_tell@`` or ``attention@``,
-      and 12 hex digits), also in
+      The model id (the decoder's name, e.g. ``show_and_tell@``, and 12 hex
+      digits), also in
       ``export_dir/model_id.txt`` and the loaded object's ``model_id``.
 
     Raises:
@@ -105,7 +94,7 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
     _check_compatible(decoder, model, model_config, encoder, vocab)
     config = {
         captioner.CONFIG_FORMAT: captioner.FORMAT_VERSION,
-        captioner.CONFIG_DECODER: decoder,
+        captioner.CONFIG_DECODER: decoder.name,
         captioner.CONFIG_MODEL: model_config.to_dict(),
         captioner.CONFIG_ENCODER: encoder.describe(),
         captioner.CONFIG_MAX_PIXELS: max_pixels,
@@ -113,7 +102,7 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
     config_json = json.dumps(config, indent=2, sort_keys=True) + '\n'
     # Weights, not all variables: the dropout layers' random-generator state
     # changes with every training step but decides nothing when captioning.
-    model_id = _model_id(decoder, config_json, vocab, [*encoder.model.weights, *model.weights])
+    model_id = _model_id(decoder.name, config_json, vocab, [*encoder.model.weights, *model.weights])
     write = functools.partial(_write_export, decoder=decoder, model=model, model_config=model_config,
                               encoder=encoder, vocab=vocab,
                               config_json=config_json, model_id=model_id, max_pixels=max_pixels)
@@ -155,34 +144,32 @@ def captions_text(captions):
 
 
 def _decoder(model, model_config):
-    """The decoder's name (``schemas.captioner.DECODERS``) from the config's type; the model must be of that kind."""
-    for name, (config_class, model_class, _) in _DECODERS.items():
-        if type(model_config) is config_class:
-            if not isinstance(model, model_class):
-                raise ValueError(f'model_config is a {config_class.__name__}, so the model must be a '
-                                 f'{model_class.__name__}, got {type(model).__name__}')
-            return name
-    raise ValueError(f'model_config must be one of {[c.__name__ for c, _, _ in _DECODERS.values()]}, '
-                     f'got {type(model_config).__name__}')
+    """The ``decoders`` entry of the config's type; the model must be of that kind."""
+    decoder = decoders.of_config(model_config)
+    if not isinstance(model, decoder.model_class):
+        raise ValueError(f'model_config is a {decoder.config_class.__name__}, so the model must be a '
+                         f'{decoder.model_class.__name__}, got {type(model).__name__}')
+    return decoder
 
 
 def _check_compatible(decoder, model, model_config, encoder, vocab):
-    for field in _DECODERS[decoder][2]:
+    for field in decoder.shape_fields:
         if getattr(model.config, field) != getattr(model_config, field):
             raise ValueError(f'model_config.{field} is {getattr(model_config, field)} but the model was built '
                              f'with {getattr(model.config, field)}')
     if len(vocab) != model_config.vocab_size:
         raise ValueError(f'the vocabulary has {len(vocab)} tokens but model_config.vocab_size is '
                          f'{model_config.vocab_size}')
-    if decoder == captioner.DECODER_ATTENTION:
-        height, width, channels = encoder.spatial_shape
-        if (height * width, channels) != (model_config.grid_cells, model_config.feature_dim):
-            raise ValueError(f'encoder {encoder.id} gives a {height}x{width}x{channels} {encoder.spatial_layer} '
-                             f'feature map but model_config has {model_config.grid_cells} grid cells of '
-                             f'{model_config.feature_dim} features')
-    elif encoder.feature_dim != model_config.feature_dim:
-        raise ValueError(f'encoder {encoder.id} gives {encoder.feature_dim}-d features but '
-                         f'model_config.feature_dim is {model_config.feature_dim}')
+    gives, reads = _feature_shape(decoder, encoder), decoder.config_feature_shape(model_config)
+    if gives != reads:
+        source = (f'a {"x".join(map(str, encoder.spatial_shape))} {encoder.spatial_layer} feature map'
+                  if decoder.reads_spatial_map else f'{encoder.feature_dim}-d features')
+        raise ValueError(f'encoder {encoder.id} gives {source}, {list(gives)} per image, but the {decoder.name} '
+                         f'model_config reads {list(reads)}')
+
+
+def _feature_shape(decoder, encoder):
+    return decoder.feature_shape(encoder.feature_dim, encoder.spatial_shape)
 
 
 def _model_id(decoder, config_json, vocab, weights):
@@ -219,16 +206,10 @@ def _captioner_module(decoder, model, model_config, encoder, vocab, config_json,
         setattr(module, name, tf.Variable(value, trainable=False, dtype=tf.string))
     words = getattr(module, captioner.VOCABULARY)
     size = encoder.input_spec.size
-    attention = decoder == captioner.DECODER_ATTENTION
-    height, width, channels = encoder.spatial_shape
-    # What the decoder reads per image: the pooled vector, or the map's cells row by row.
-    feature_shape = [height * width, channels] if attention else [encoder.feature_dim]
+    feature_shape = list(_feature_shape(decoder, encoder))
 
     def encode(pixels):
-        outputs = encoder.model(pixels, training=False)
-        if attention:
-            return tf.reshape(outputs['spatial'], [-1, *feature_shape])
-        return outputs['features']
+        return decoder.encoder_features(encoder.model(pixels, training=False))
 
     # Each signature calls the one below it, so the encoder and the beam
     # search are traced once and the saved graph holds one copy of each.
@@ -245,11 +226,12 @@ def _captioner_module(decoder, model, model_config, encoder, vocab, config_json,
         outputs = {captioner.CAPTIONS: tf.strings.strip(tf.strings.reduce_join(tokens, axis=-1)),
                    captioner.LOG_PROBS: result.log_probs,
                    captioner.LENGTHS: result.lengths}
-        if attention:
+        if decoder.has_attention_weights:
             # The search carries no attention weights; a teacher-forced pass
             # over each image's best caption recomputes those it chose with.
             weights = model.attention_weights(features, result.token_ids[:, 0])
-            outputs[captioner.ATTENTION] = tf.reshape(weights, [-1, model_config.max_caption_length, height, width])
+            outputs[captioner.ATTENTION] = tf.reshape(weights, [-1, model_config.max_caption_length,
+                                                                *encoder.spatial_shape[:2]])
         return outputs
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name=captioner.PIXELS)],

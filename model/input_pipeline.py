@@ -9,7 +9,7 @@ described by its ``manifest.json``), local or on ``gs://``::
 
 Each element is ``((features [B, D] float32, input_ids [B, T] int32),
 target_ids [B, T] int32)``: what ``ShowAndTell.call`` reads and what its
-logits are scored against (``show_and_tell.split_caption_ids``; padding is
+logits are scored against (``caption_ops.split_caption_ids``; padding is
 ``PAD_ID``, which ``masked_loss`` ignores). T is the longest caption of the
 batch plus one. With ``spatial``, the features are each image's spatial map
 ``[B, L, D]`` instead (L = H * W grid cells), what ``ShowAttendAndTell`` reads.
@@ -30,7 +30,7 @@ import json
 import tensorflow as tf
 
 from img2txt.model.config import CAPTIONS_PER_IMAGE
-from img2txt.model.show_and_tell import split_caption_ids
+from img2txt.model.caption_ops import split_caption_ids
 from img2txt.schemas import manifest, training_records, vocabulary
 
 # Shards read at once. More overlaps more reads on gs://, where each file's
@@ -122,27 +122,48 @@ def make_dataset(data_dir, split, batch_size, *, training, seed=0, captions_per_
     document = read_manifest(data_dir)
     files, read, feature_shape = _reader(data_dir, document, split, spatial)
 
+    def to_examples(records, epoch):
+        return _examples(records, captions_per_image, seed, epoch)
+
     if training:
-        per_epoch = examples_per_epoch(document, split, captions_per_image)
-        first_epoch, skip = divmod(start_example, per_epoch)
-        epochs = (tf.data.Dataset.counter(first_epoch) if num_epochs is None
-                  else tf.data.Dataset.range(first_epoch, num_epochs))
-
-        def epoch_examples(epoch):
-            epoch_seed = _fold_in(seed, epoch)
-            file_names = tf.data.Dataset.from_tensor_slices(_permute(tf.constant(files), _fold_in(epoch_seed, 0)))
-            examples = _examples(read(file_names), captions_per_image, seed, epoch)
-            return _shuffle_windows(examples, shuffle_window_size, _fold_in(epoch_seed, 1))
-
-        examples = epochs.flat_map(epoch_examples).skip(skip)
+        examples = _training_stream(files, read, to_examples, examples_per_epoch(document, split, captions_per_image),
+                                    seed, num_epochs, start_example, shuffle_window_size)
     else:
-        examples = _examples(read(tf.data.Dataset.from_tensor_slices(files)), captions_per_image, seed, 0)
+        examples = to_examples(read(tf.data.Dataset.from_tensor_slices(files)), 0)
 
     framed = examples.map(_frame, num_parallel_calls=tf.data.AUTOTUNE)
     batches = framed.padded_batch(
         batch_size, padded_shapes=(feature_shape, [None]),
         padding_values=(tf.constant(0, tf.float32), tf.constant(vocabulary.PAD_ID, tf.int32)))
     return batches.map(_inputs_and_targets, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def make_image_dataset(data_dir, split, batch_size, *, seed=0, num_epochs=1, start_example=0,
+                       shuffle_window_size=4096, spatial=False):
+    """Training batches of one split's images, for objectives that score whole captions (self-critical training).
+
+    The images come in the order ``make_dataset`` would give them in its
+    'one' mode (files and windows shuffled from ``seed`` and the epoch alone,
+    so a run resumed at ``start_example`` images sees what an uninterrupted
+    one would), repeated for ``num_epochs`` (None: forever).
+
+    Returns:
+      A ``tf.data.Dataset`` of ``(features, image_ids)`` batches: float
+      ``[B, D]`` (with ``spatial``, the maps ``[B, L, D]``) and string ``[B]``.
+    """
+    if not (isinstance(batch_size, int) and batch_size > 0):
+        raise ValueError(f'batch_size must be a positive integer, got {batch_size!r}')
+    document = read_manifest(data_dir)
+    files, read, _ = _reader(data_dir, document, split, spatial)
+
+    def to_examples(records, epoch):
+        # As 'one' mode: an image without captions has nothing to be scored against.
+        with_captions = records.filter(lambda r: r['captions'].nrows() > 0)
+        return with_captions.map(lambda r: (r['features'], r['image_id']))
+
+    images = _training_stream(files, read, to_examples, examples_per_epoch(document, split, 'one'), seed,
+                              num_epochs, start_example, shuffle_window_size)
+    return images.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def image_records(data_dir, split, *, spatial=False):
@@ -186,6 +207,26 @@ def _reader(data_dir, document, split, spatial):
         return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
     return files, read, feature_shape
+
+
+def _training_stream(files, read, to_examples, per_epoch, seed, num_epochs, start_example, shuffle_window_size):
+    """Examples over epochs, each epoch's files and windows permuted from (seed, epoch), from ``start_example`` on.
+
+    ``to_examples(records, epoch)`` makes an epoch's examples of its parsed
+    records; ``per_epoch`` is how many it makes. Whole epochs before
+    ``start_example`` are skipped for free; the rest of the epoch it falls in
+    is read and dropped.
+    """
+    first_epoch, skip = divmod(start_example, per_epoch)
+    epochs = (tf.data.Dataset.counter(first_epoch) if num_epochs is None
+              else tf.data.Dataset.range(first_epoch, num_epochs))
+
+    def epoch_examples(epoch):
+        epoch_seed = _fold_in(seed, epoch)
+        file_names = tf.data.Dataset.from_tensor_slices(_permute(tf.constant(files), _fold_in(epoch_seed, 0)))
+        return _shuffle_windows(to_examples(read(file_names), epoch), shuffle_window_size, _fold_in(epoch_seed, 1))
+
+    return epochs.flat_map(epoch_examples).skip(skip)
 
 
 def _examples(records, captions_per_image, seed, epoch):

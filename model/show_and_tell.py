@@ -15,14 +15,14 @@ with one decodes identically with the other.
 
 Captions are id sequences ``[START, w1 .. wn, END, PAD ...]``: the model reads
 ``[START, w1 .. wn]`` and is trained to predict ``[w1 .. wn, END]``
-(``split_caption_ids``).
+(``caption_ops.split_caption_ids``).
 """
 import functools
 
 import keras
 import tensorflow as tf
 
-from img2txt.schemas import vocabulary
+from img2txt.model.caption_ops import uniform_initializer
 
 
 class ShowAndTell(keras.Model):
@@ -37,7 +37,7 @@ class ShowAndTell(keras.Model):
         """Builds the model's layers and weights.
 
         Args:
-          config: a ``ModelConfig``.
+          config: a ``ShowAndTellConfig``.
           name: the model's name; other keyword arguments go to ``keras.Model``.
         """
         super().__init__(name=name, **kwargs)
@@ -83,7 +83,7 @@ class ShowAndTell(keras.Model):
         Args:
           inputs: a pair ``(features, input_ids)``: float image features
             ``[B, feature_dim]`` and int caption ids ``[B, T]``, each
-            ``[START, w1 .. wn, PAD ...]`` (``split_caption_ids``).
+            ``[START, w1 .. wn, PAD ...]`` (``caption_ops.split_caption_ids``).
           training: whether to apply dropout.
 
         Returns:
@@ -131,84 +131,3 @@ class ShowAndTell(keras.Model):
         embeddings = self.word_embedding(token_ids)
         outputs, (h, c) = self.lstm.cell(embeddings, list(state), training=False)
         return tf.nn.log_softmax(self.logits(outputs)), (h, c)
-
-
-def uniform_initializer(scale):
-    """A new initializer drawing uniformly from ``[-scale, scale]``; call it once per weight.
-
-    One unseeded Keras initializer reused for several weights draws the same
-    values for each.
-    """
-    return keras.initializers.RandomUniform(-scale, scale)
-
-
-def split_caption_ids(caption_ids):
-    """Splits padded captions into the model's inputs and its targets.
-
-    Args:
-      caption_ids: int ``[..., T]``, each caption ``[START, w1 .. wn, END,
-        PAD ...]`` (a single caption ``[T]`` or a batch ``[B, T]``).
-
-    Returns:
-      ``(input_ids, target_ids)``, each ``[..., T - 1]``: the inputs
-      ``[START, w1 .. wn, ...]`` and the targets ``[w1 .. wn, END, ...]``,
-      padded with ``PAD_ID`` (which ``masked_loss_sum`` leaves out).
-    """
-    return caption_ids[..., :-1], caption_ids[..., 1:]
-
-
-def masked_loss_sum(target_ids, logits):
-    """Summed cross-entropy of the non-padding targets, and their number.
-
-    The two parts of ``masked_loss``, for a mean over more tokens than one
-    call sees (the replicas of a distributed step, the batches of a
-    validation pass).
-
-    Args:
-      target_ids: int ``[B, T]``, padded with ``PAD_ID``.
-      logits: float ``[B, T, vocab_size]``, from ``ShowAndTell.call``.
-
-    Returns:
-      ``(loss_sum, num_tokens)``, two float32 scalars.
-    """
-    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.cast(target_ids, tf.int32), logits=tf.cast(logits, tf.float32))
-    mask = tf.cast(tf.not_equal(target_ids, vocabulary.PAD_ID), tf.float32)
-    return tf.reduce_sum(losses * mask), tf.reduce_sum(mask)
-
-
-def masked_loss(target_ids, logits):
-    """Mean cross-entropy per target word, padding excluded (im2txt's loss).
-
-    Args:
-      target_ids: int ``[B, T]``, padded with ``PAD_ID``.
-      logits: float ``[B, T, vocab_size]``, from ``ShowAndTell.call``.
-
-    Returns:
-      A float scalar: the summed cross-entropy of the non-padding targets
-      divided by their number (0 if there are none).
-    """
-    return tf.math.divide_no_nan(*masked_loss_sum(target_ids, logits))
-
-
-def build_optimizer(config, steps_per_epoch):
-    """Returns the Keras optimizer a ``TrainingConfig`` describes.
-
-    SGD follows im2txt: the learning rate is multiplied by
-    ``learning_rate_decay_factor`` every ``num_epochs_per_decay`` epochs, in
-    steps. Adam keeps a constant rate. Neither clips: ``clip_gradients``
-    applies to the gradient summed over replicas, which only the train step
-    sees (``train_step``).
-
-    Args:
-      config: a ``TrainingConfig``.
-      steps_per_epoch: training steps in one pass over the captions.
-    """
-    if config.optimizer == 'adam':
-        return keras.optimizers.Adam(config.initial_learning_rate)
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        config.initial_learning_rate,
-        decay_steps=max(1, int(steps_per_epoch * config.num_epochs_per_decay)),
-        decay_rate=config.learning_rate_decay_factor,
-        staircase=True)
-    return keras.optimizers.SGD(schedule)

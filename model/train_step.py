@@ -1,50 +1,88 @@
 """One training step and one validation pass, on every replica of a ``tf.distribute`` strategy.
 
-A train step, on each replica: the forward pass over its share of the batch,
-the summed loss of its tokens divided by the token count of the whole batch
-(so the step minimises the mean loss per token of the global batch, however
-captions fall on replicas), gradients summed over replicas, clipped to a
-global norm, applied. Keras would clip each replica's part before summing
-them, which with several replicas is not the norm of the batch's gradient, so
-the optimizer itself does not clip.
+A train step minimises an ``Objective``: cross-entropy (``cross_entropy``)
+or self-critical training's reward (``model.self_critical``). On each
+replica: the objective's summed loss over its share of the batch divided by
+its count over the whole batch (tokens: so the step minimises the mean loss
+per token of the global batch, however captions fall on replicas),
+gradients summed over replicas, clipped to a global norm, applied. Keras
+would clip each replica's part before summing them, which with several
+replicas is not the norm of the batch's gradient, so the optimizer itself
+does not clip.
 
-The attention decoder's doubly stochastic penalty joins the summed loss
-before that division (``ShowAttendAndTell.doubly_stochastic_loss_sum``). The
-loss a step reports, and validation's, is the words' cross-entropy alone, so
-that its perplexity is one and both decoders' losses compare.
+A decoder's own loss term (the attention decoder's doubly stochastic
+penalty) joins the cross-entropy's sum before that division
+(``decoders.Decoder.training_pass``). The loss a step reports, and
+validation's, is the words' cross-entropy alone, so that its perplexity is
+one and both decoders' losses compare.
 """
+import dataclasses
+from typing import Callable, Optional
+
 import keras
 import tensorflow as tf
 
-from img2txt.model.attention import ShowAttendAndTell
-from img2txt.model.show_and_tell import masked_loss_sum
+from img2txt.model.caption_ops import masked_loss_sum
+from img2txt.schemas import training_run
 
 
-def make_train_step(strategy, model, optimizer, clip_norm, examples):
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What a train step minimises, and the figure it reports.
+
+    ``terms(batch, prepared)`` runs under the gradient tape and returns five
+    scalars: the loss summed over the replica's share of the batch, what it
+    is a sum over (tokens), the reported figure's sum and count, and the
+    examples the batch holds. ``prepare(batch)``, when given, runs before the
+    tape (work no gradient flows through, such as sampling captions); its
+    result is ``terms``' second argument.
+    """
+
+    # The reported figure's name in the log and TensorBoard (schemas.training_run).
+    reported: str
+    terms: Callable
+    prepare: Optional[Callable] = None
+    # What one example of the data is, for the throughput line.
+    example_name: str = 'captions'
+
+
+def cross_entropy(decoder, model):
+    """Teacher-forced token cross-entropy (plus the decoder's own term): batches of ``((features, input_ids), target_ids)``."""
+    def terms(batch, prepared):
+        inputs, target_ids = batch
+        logits, penalty_sum = decoder.training_pass(model, inputs, target_ids, training=True)
+        loss_sum, num_tokens = masked_loss_sum(target_ids, logits)
+        return loss_sum + penalty_sum, num_tokens, loss_sum, num_tokens, tf.shape(target_ids, out_type=tf.int64)[0]
+
+    return Objective(training_run.LOSS, terms)
+
+
+def make_train_step(strategy, model, optimizer, clip_norm, examples, objective):
     """A ``tf.function`` that trains on an iterator's next batch.
 
     Args:
       strategy: the ``tf.distribute`` strategy ``model`` and ``optimizer`` were built under.
-      model: a ``ShowAndTell`` or a ``ShowAttendAndTell``.
+      model: the model.
       optimizer: a Keras optimizer that does not clip, or a ``LossScaleOptimizer`` wrapping one.
       clip_norm: the global norm the summed gradient is clipped to; 0 disables.
-      examples: an int64 ``tf.Variable`` that the step adds its caption count to.
+      examples: an int64 ``tf.Variable`` that the step adds its example count to.
+      objective: the ``Objective``.
 
     Returns:
       ``train_step(iterator)``, taking a distributed dataset's iterator and
-      returning the batch's summed token cross-entropy, token count and
-      caption count (over all replicas).
+      returning the batch's reported sum and count and its example count
+      (over all replicas).
     """
     variables = model.trainable_variables
     num_replicas = strategy.num_replicas_in_sync
     loss_scaling = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
 
-    def replica_step(inputs, target_ids):
+    def replica_step(batch):
         context = tf.distribute.get_replica_context()
+        prepared = objective.prepare(batch) if objective.prepare else None
         with tf.GradientTape() as tape:
-            loss_sum, num_tokens, penalty_sum = _training_loss_sums(model, inputs, target_ids)
-            loss = tf.math.divide_no_nan(loss_sum + penalty_sum,
-                                         context.all_reduce(tf.distribute.ReduceOp.SUM, num_tokens))
+            loss_sum, loss_count, reported_sum, reported_count, num_examples = objective.terms(batch, prepared)
+            loss = tf.math.divide_no_nan(loss_sum, context.all_reduce(tf.distribute.ReduceOp.SUM, loss_count))
             scaled_loss = optimizer.scale_loss(loss)
         gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, tape.gradient(scaled_loss, variables))
         if clip_norm:
@@ -57,16 +95,15 @@ def make_train_step(strategy, model, optimizer, clip_norm, examples):
             # im2txt's sizes with a 10k vocabulary).
             gradients = [_scale(g, 1.0 / num_replicas) for g in gradients]
         optimizer.apply_gradients(zip(gradients, variables))
-        return loss_sum, num_tokens, tf.shape(target_ids, out_type=tf.int64)[0]
+        return reported_sum, reported_count, num_examples
 
     @tf.function
     def train_step(iterator):
-        inputs, target_ids = next(iterator)
-        totals = strategy.run(replica_step, args=(inputs, target_ids))
-        loss_sum, num_tokens, num_captions = (strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None)
-                                              for t in totals)
-        examples.assign_add(num_captions)
-        return loss_sum, num_tokens, num_captions
+        totals = strategy.run(replica_step, args=(next(iterator),))
+        reported_sum, reported_count, num_examples = (strategy.reduce(tf.distribute.ReduceOp.SUM, t, axis=None)
+                                                      for t in totals)
+        examples.assign_add(num_examples)
+        return reported_sum, reported_count, num_examples
 
     return train_step
 
@@ -76,7 +113,7 @@ def make_validation(strategy, model, dataset):
 
     Args:
       strategy: the ``tf.distribute`` strategy ``model`` was built under.
-      model: a ``ShowAndTell`` or a ``ShowAttendAndTell``.
+      model: a model of one of ``decoders``.
       dataset: a ``tf.data.Dataset`` of ``((features, input_ids), target_ids)`` batches.
     """
     distributed = strategy.experimental_distribute_dataset(dataset)
@@ -94,19 +131,6 @@ def make_validation(strategy, model, dataset):
         return loss_sum, num_tokens
 
     return validate
-
-
-def _training_loss_sums(model, inputs, target_ids):
-    """A training forward pass: the summed token cross-entropy, the token count, the summed penalty.
-
-    The penalty is the attention decoder's doubly stochastic term; Show and Tell has none (0).
-    """
-    if isinstance(model, ShowAttendAndTell):
-        logits, attention = model(inputs, training=True, return_attention=True)
-        penalty_sum = model.doubly_stochastic_loss_sum(target_ids, attention)
-    else:
-        logits, penalty_sum = model(inputs, training=True), tf.constant(0.0)
-    return (*masked_loss_sum(target_ids, logits), penalty_sum)
 
 
 def _scale(gradient, factor):

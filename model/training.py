@@ -26,11 +26,11 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from img2txt.model import (caption_validation, checkpoints, decoders, distribution, encoders,
-                           export as captioner_export, input_pipeline, train_step)
-from img2txt.model.config import EXPORT_BEST, TrainingConfig
+from img2txt.model import (caption_validation, checkpoints, cider, decoders, distribution, encoders,
+                           export as captioner_export, input_pipeline, self_critical, train_step)
+from img2txt.model.config import EXPORT_BEST, SELF_CRITICAL, TrainingConfig
 from img2txt.model.input_spec import InputSpec
-from img2txt.model.show_and_tell import build_optimizer
+from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import evaluation, manifest, training_run
 
 VALIDATION_SPLIT = 'val'
@@ -54,7 +54,7 @@ class TrainResult:
     start_step: int
     # 'SIGTERM' or 'SIGINT' when a signal stopped training early, else None.
     interrupted_by: Optional[str]
-    # Mean loss per token over the run's last logging interval.
+    # Mean loss per token over the run's last logging interval (cross-entropy; None for self-critical training).
     train_loss: Optional[float]
     # Loss and perplexity on the validation split at the end (None without one or when interrupted).
     val_loss: Optional[float]
@@ -72,9 +72,11 @@ class TrainResult:
     # and its scores ({schemas.evaluation metric: value}); else None.
     best_step: Optional[int] = None
     best_metrics: Optional[dict] = None
+    # Self-critical training: the mean CIDEr-D of the sampled captions over the last logging interval.
+    train_reward: Optional[float] = None
 
 
-def train(data_dir, model_dir, model_options=None, training_config=None, *, decoder=training_run.SHOW_AND_TELL,
+def train(data_dir, model_dir, model_options=None, training_config=None, *, decoder=decoder_names.SHOW_AND_TELL,
           strategy=None, mixed_precision=False, export=True, log=_log.info):
     """Trains (or goes on training) a caption model on a preprocess output.
 
@@ -83,13 +85,13 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, deco
       model_dir: where checkpoints, logs, the config and the export go
         (local or gs://). If it holds checkpoints, training resumes from the
         latest.
-      model_options: fields of the decoder's config (``decoders.config_class``)
+      model_options: fields of the decoder's config (its ``decoders.Decoder.config_class``)
         other than ``DATA_MODEL_FIELDS`` (which come from the data's
         manifest), as a dict.
       training_config: a ``TrainingConfig``; default ``TrainingConfig()``.
-      decoder: 'show_and_tell' (reads the pooled feature vectors) or
-        'attention' (reads the spatial maps, which preprocess stores with
-        --spatial-features); ``training_run.DECODERS``.
+      decoder: a name of ``schemas.decoders.NAMES``: 'show_and_tell' (reads
+        the pooled feature vectors) or 'attention' (reads the spatial maps,
+        which preprocess stores with --spatial-features).
       strategy: 'default', 'mirrored' or None (see ``distribution.make_strategy``).
       mixed_precision: compute in 16 bits, keep weights in 32 (``distribution.precision_policy``).
       export: export the captioner when training ends (not when interrupted).
@@ -106,21 +108,28 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, deco
     """
     config = training_config or TrainingConfig()
     document = input_pipeline.read_manifest(data_dir)
-    model_config = _model_config(document, data_dir, decoder, model_options or {})
-    spatial = decoders.reads_spatial_features(decoder)
+    entry = decoders.get(decoder)
+    model_config = _model_config(document, data_dir, entry, model_options or {})
+    spatial = entry.reads_spatial_map
     strategy = distribution.make_strategy(strategy)
     policy = distribution.precision_policy(mixed_precision)
     run_config = checkpoints.run_config(data_dir, document, decoder, model_config, config, strategy, policy)
     checkpoint_dir = tf.io.gfile.join(model_dir, training_run.CHECKPOINT_DIR)
-    if tf.train.latest_checkpoint(checkpoint_dir):
+    resuming = bool(tf.train.latest_checkpoint(checkpoint_dir))
+    if resuming:
         checkpoints.check_resumable(model_dir, run_config)
+    elif config.init_from:
+        initial_weights = checkpoints.initial_weights(config.init_from, run_config)
     checkpoints.write_config(model_dir, run_config)
 
     # Weights, dropout and the data order all follow from the seed.
     keras.utils.set_random_seed(config.seed)
-    examples_per_epoch = input_pipeline.examples_per_epoch(document, 'train', config.captions_per_image)
+    self_critical_run = config.objective == SELF_CRITICAL
+    # Self-critical training's examples are images: it samples its own captions.
+    examples_per_epoch = input_pipeline.examples_per_epoch(
+        document, 'train', 'one' if self_critical_run else config.captions_per_image)
     with strategy.scope(), distribution.dtype_policy(policy):
-        model = decoders.build_model(decoder, model_config)
+        model = entry.build(model_config)
         optimizer = _build_optimizer(config, examples_per_epoch / config.batch_size, policy)
         optimizer.build(model.trainable_variables)
     # Training examples consumed so far: where the data stream resumes.
@@ -132,12 +141,24 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, deco
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         log(f'resuming from step {int(optimizer.iterations.numpy())} ({manager.latest_checkpoint})')
+    elif config.init_from:
+        tf.train.Checkpoint(model=model).restore(initial_weights).expect_partial().assert_existing_objects_matched()
+        log(f'starting from the weights of {initial_weights}')
 
-    dataset = input_pipeline.make_dataset(
-        data_dir, 'train', config.batch_size, training=True, seed=config.seed,
-        captions_per_image=config.captions_per_image, num_epochs=config.num_epochs,
-        start_example=int(examples.numpy()), shuffle_window_size=config.shuffle_window_size, spatial=spatial)
-    run_step = train_step.make_train_step(strategy, model, optimizer, config.clip_gradients, examples)
+    stream = dict(seed=config.seed, num_epochs=config.num_epochs, start_example=int(examples.numpy()),
+                  shuffle_window_size=config.shuffle_window_size, spatial=spatial)
+    if self_critical_run:
+        dataset = input_pipeline.make_image_dataset(data_dir, 'train', config.batch_size, **stream)
+        scorer = cider.CiderD(self_critical.train_references(data_dir))
+        log(f'self-critical training: rewards are CIDEr-D against the references of {scorer.num_images} train images, '
+            f'{config.self_critical_samples} samples per image')
+        objective = self_critical.objective(model, scorer, config.self_critical_samples,
+                                            model_config.max_caption_length, config.seed, optimizer.iterations)
+    else:
+        dataset = input_pipeline.make_dataset(data_dir, 'train', config.batch_size, training=True,
+                                              captions_per_image=config.captions_per_image, **stream)
+        objective = train_step.cross_entropy(entry, model)
+    run_step = train_step.make_train_step(strategy, model, optimizer, config.clip_gradients, examples, objective)
     validate = None
     if input_pipeline.has_split(document, VALIDATION_SPLIT):
         validate = train_step.make_validation(strategy, model, input_pipeline.make_dataset(
@@ -155,12 +176,18 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, deco
     total_steps = math.ceil(config.num_epochs * examples_per_epoch / config.batch_size)
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    loop = _Loop(model_dir, config, optimizer, manager, examples, examples_per_epoch, total_steps, best, log)
+    loop = _Loop(model_dir, config, optimizer, manager, examples, examples_per_epoch, total_steps, best, objective,
+                 log)
     with _StopSignals() as stop, loop:
+        if best.validation and config.init_from and not resuming:
+            # Where it starts from: the curve's first point, and the checkpoint to beat.
+            loop.validate_captions()
         loop.run(run_step, iter(strategy.experimental_distribute_dataset(dataset)), validate, stop)
 
     result = TrainResult(
-        step=loop.step, start_step=loop.start_step, interrupted_by=stop.signal_name, train_loss=loop.train_loss,
+        step=loop.step, start_step=loop.start_step, interrupted_by=stop.signal_name,
+        train_loss=None if self_critical_run else loop.train_figure,
+        train_reward=loop.train_figure if self_critical_run else None,
         val_loss=loop.val_loss, val_perplexity=_perplexity(loop.val_loss),
         captions_per_second=loop.captions_per_second(), checkpoint=manager.latest_checkpoint,
         export_dir=None, model_id=None, model=model, best_step=best.step, best_metrics=best.metrics)
@@ -207,11 +234,11 @@ def _model_config(document, data_dir, decoder, options):
     if given:
         raise ValueError(f'{given} come from the training data\'s manifest and cannot be set')
     data_fields = {'vocab_size': document[manifest.VOCABULARY][manifest.VOCABULARY_SIZE]}
-    if decoders.reads_spatial_features(decoder):
+    if decoder.reads_spatial_map:
         data_fields['grid_cells'], data_fields['feature_dim'] = input_pipeline.spatial_grid(document, data_dir)
     else:
         data_fields['feature_dim'] = document[manifest.ENCODER][manifest.ENCODER_FEATURE_DIM]
-    return decoders.config_class(decoder).from_dict({**options, **data_fields})
+    return decoder.config_class.from_dict({**options, **data_fields})
 
 
 def _random_state(model):
@@ -224,28 +251,51 @@ def _random_state(model):
     return [v for v in model.variables if id(v) not in weights]
 
 
+def build_optimizer(config, steps_per_epoch):
+    """Returns the Keras optimizer a ``TrainingConfig`` describes.
+
+    SGD follows im2txt: the learning rate is multiplied by
+    ``learning_rate_decay_factor`` every ``num_epochs_per_decay`` epochs, in
+    steps. Adam keeps a constant rate. Neither clips: ``clip_gradients``
+    applies to the gradient summed over replicas, which only the train step
+    sees (``train_step``).
+
+    Args:
+      config: a ``TrainingConfig``.
+      steps_per_epoch: training steps in one pass over the captions.
+    """
+    if config.optimizer == 'adam':
+        return keras.optimizers.Adam(config.initial_learning_rate)
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        config.initial_learning_rate,
+        decay_steps=max(1, int(steps_per_epoch * config.num_epochs_per_decay)),
+        decay_rate=config.learning_rate_decay_factor,
+        staircase=True)
+    return keras.optimizers.SGD(schedule)
+
+
 def _build_optimizer(config, steps_per_epoch, policy):
     """The optimizer ``config`` names, with loss scaling when ``policy`` needs it."""
     return distribution.with_loss_scaling(build_optimizer(config, steps_per_epoch), policy)
 
 
 class _Totals:
-    """Summed token losses, tokens and captions of some steps, and when the first of them started."""
+    """The reported figure's sum and count and the examples of some steps, and when the first of them started."""
 
     def __init__(self, step):
         self.step = step
         self.started = time.perf_counter()
-        self.loss_sum = self.num_tokens = 0.0
-        self.num_captions = 0
+        self.reported_sum = self.reported_count = 0.0
+        self.examples = 0
 
-    def add(self, loss_sum, num_tokens, num_captions):
-        self.loss_sum += loss_sum
-        self.num_tokens += num_tokens
-        self.num_captions += num_captions
+    def add(self, reported_sum, reported_count, examples):
+        self.reported_sum += reported_sum
+        self.reported_count += reported_count
+        self.examples += examples
 
-    def loss(self):
-        """Mean loss per token."""
-        return self.loss_sum / max(self.num_tokens, 1.0)
+    def mean(self):
+        """The reported figure's mean (loss per token, reward per sample)."""
+        return self.reported_sum / max(self.reported_count, 1.0)
 
 
 class _Best:
@@ -278,8 +328,10 @@ class _Best:
 class _Loop:
     """The step loop and its periodic work: progress, TensorBoard, checkpoints, validation."""
 
-    def __init__(self, model_dir, config, optimizer, manager, examples, examples_per_epoch, total_steps, best, log):
+    def __init__(self, model_dir, config, optimizer, manager, examples, examples_per_epoch, total_steps, best,
+                 objective, log):
         self._config = config
+        self._objective = objective
         self._optimizer = optimizer
         self._manager = manager
         self._examples = examples
@@ -292,7 +344,7 @@ class _Loop:
         self._saved_step = self.step if manager.latest_checkpoint else None
         self._validated_step = self._captions_validated_step = None
         self._best = best
-        self.train_loss = self.val_loss = None
+        self.train_figure = self.val_loss = None
         self._interval = _Totals(self.step)  # Since the last progress report.
         self._timed = None  # Since the end of the first step, which includes tracing.
 
@@ -328,36 +380,41 @@ class _Loop:
                 self._validate(validate)
             every = self._config.caption_validation_every_steps
             if self._best.validation and step % every == 0:
-                self._validate_captions()
-        if self._interval.num_captions:
+                self.validate_captions()
+        if self._interval.examples:
             self._report()
         self._save()
         if validate and stop.signal_name is None and self._validated_step != self.step:
             self._validate(validate)
         if self._best.validation and stop.signal_name is None and self._captions_validated_step != self.step:
-            self._validate_captions()
+            self.validate_captions()
 
     def captions_per_second(self):
-        """Training captions per second after the first step; None if it ran one step or none."""
-        if self._timed is None or not self._timed.num_captions:
+        """Training examples (captions; self-critical: images) per second after the first step; None if it ran one
+        step or none."""
+        if self._timed is None or not self._timed.examples:
             return None
-        return self._timed.num_captions / (time.perf_counter() - self._timed.started)
+        return self._timed.examples / (time.perf_counter() - self._timed.started)
 
     def _report(self):
         interval = self._interval
         seconds = time.perf_counter() - interval.started
-        self.train_loss = interval.loss()
+        self.train_figure = interval.mean()
         learning_rate = float(tf.convert_to_tensor(self._optimizer.learning_rate))
         steps_per_second = (self.step - interval.step) / seconds
-        captions_per_second = interval.num_captions / seconds
+        examples_per_second = interval.examples / seconds
         epoch = int(self._examples.numpy()) / self._examples_per_epoch
-        self._log(f'step {self.step}/{self._total_steps} (epoch {epoch:.2f}): loss {self.train_loss:.4f}, '
+        reported, examples = self._objective.reported, self._objective.example_name
+        self._log(f'step {self.step}/{self._total_steps} (epoch {epoch:.2f}): {reported} {self.train_figure:.4f}, '
                   f'learning rate {learning_rate:.3g}, {steps_per_second:.2f} steps/s, '
-                  f'{captions_per_second:.1f} captions/s')
-        _write_scalars(self._writers[training_run.TRAIN_LOGS], self.step, {
-            training_run.LOSS: self.train_loss, training_run.PERPLEXITY: _perplexity(self.train_loss),
-            training_run.LEARNING_RATE: learning_rate, training_run.STEPS_PER_SECOND: steps_per_second,
-            training_run.CAPTIONS_PER_SECOND: captions_per_second})
+                  f'{examples_per_second:.1f} {examples}/s')
+        scalars = {reported: self.train_figure, training_run.LEARNING_RATE: learning_rate,
+                   training_run.STEPS_PER_SECOND: steps_per_second,
+                   training_run.CAPTIONS_PER_SECOND if examples == 'captions' else training_run.IMAGES_PER_SECOND:
+                       examples_per_second}
+        if reported == training_run.LOSS:
+            scalars[training_run.PERPLEXITY] = _perplexity(self.train_figure)
+        _write_scalars(self._writers[training_run.TRAIN_LOGS], self.step, scalars)
         self._interval = _Totals(self.step)
 
     def _save(self):
@@ -375,7 +432,8 @@ class _Loop:
                        {training_run.LOSS: self.val_loss, training_run.PERPLEXITY: _perplexity(self.val_loss)})
 
 
-    def _validate_captions(self):
+    def validate_captions(self):
+        """Captions the val split, scores it, logs the scores and keeps the checkpoint when it is the best yet."""
         started = time.perf_counter()
         best_before = self._best.step
         metrics = self._best.validate(self.step)

@@ -26,10 +26,10 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 
-from img2txt.model import evaluation, input_pipeline, storage
+from img2txt.model import decoders, evaluation, input_pipeline, storage
 from img2txt.model.captioner import DEFAULT_BATCH_SIZE, Captioner
 from img2txt.pipelines import datasets, image_decoding
-from img2txt.schemas import captioner as captioner_schema, evaluation as schema, manifest, training_records
+from img2txt.schemas import evaluation as schema, manifest, training_records
 
 # How many unscored images metrics.json names (it counts all of them).
 _NAMED_FAILURES = 100
@@ -80,7 +80,7 @@ def _preprocessed(config, captioner, beam_args):
     images = [image for image in images if image.split == config.split]
     paths = FileSystems.match([FileSystems.join(config.data, split[manifest.SPLIT_PATTERN])])[0].metadata_list
     # An attention captioner reads each image's spatial map, which preprocess stores with --spatial-features.
-    spatial = captioner.decoder == captioner_schema.DECODER_ATTENTION
+    spatial = decoders.get(captioner.decoder).reads_spatial_map
     spatial_shape = input_pipeline.spatial_map_shape(document, config.data) if spatial else None
     records = tf.data.TFRecordDataset(sorted(m.path for m in paths)).map(
         lambda serialized: training_records.parse(serialized, encoder[manifest.ENCODER_FEATURE_DIM],

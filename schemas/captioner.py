@@ -98,15 +98,10 @@ CONFIG_FILE = 'captioner.json'
 # Fields of the config (captioner.json and the ``config`` attribute).
 CONFIG_FORMAT = 'format_version'
 CONFIG_MODEL = 'model'        # the decoder's config, to_dict(): sizes and decoding options
-# One of DECODERS: which model CONFIG_MODEL configures. Exports older than the
-# field are Show and Tell.
+# One of schemas.decoders.NAMES: which model CONFIG_MODEL configures (older
+# exports lack it: decoders.UNNAMED).
 CONFIG_DECODER = 'decoder'
 CONFIG_ENCODER = 'encoder'    # Encoder.describe(): the fields of schemas.manifest.ENCODER
 # int: caption_images refuses images whose header declares more pixels than
 # this; callers decoding with the pipelines' decoder pass it as its max_pixels.
 CONFIG_MAX_PIXELS = 'max_pixels'
-
-# Values of CONFIG_DECODER, and the model ids' prefixes.
-DECODER_SHOW_AND_TELL = 'show_and_tell'   # model.show_and_tell, ModelConfig
-DECODER_ATTENTION = 'attention'           # model.attention, AttentionConfig
-DECODERS = (DECODER_SHOW_AND_TELL, DECODER_ATTENTION)

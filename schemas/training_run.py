@@ -34,10 +34,13 @@ PERPLEXITY = 'perplexity'
 LEARNING_RATE = 'learning_rate'
 STEPS_PER_SECOND = 'steps_per_second'
 CAPTIONS_PER_SECOND = 'captions_per_second'
+# Self-critical training logs its sampled captions' mean CIDEr-D (the reward) where cross-entropy logs LOSS.
+REWARD = 'reward'
+IMAGES_PER_SECOND = 'images_per_second'   # its throughput, where cross-entropy logs CAPTIONS_PER_SECOND
 
 # Fields of config.json.
-DECODER = 'decoder'                  # one of DECODERS; config.json files written before it lack it: SHOW_AND_TELL
-MODEL = 'model'                      # the DECODER's config: ModelConfig or AttentionConfig .to_dict()
+DECODER = 'decoder'                  # one of schemas.decoders.NAMES (older files lack it: decoders.UNNAMED)
+MODEL = 'model'                      # the DECODER's config (model.decoders' config class) .to_dict()
 TRAINING = 'training'                # TrainingConfig.to_dict()
 DATA = 'data'                        # the preprocess output trained on
 ENCODER = 'encoder'                  # the data's encoder: {manifest.ENCODER_NAME, manifest.ENCODER_ID}
@@ -45,12 +48,6 @@ VOCABULARY_SIZE = 'vocabulary_size'
 STRATEGY = 'strategy'                # {STRATEGY_NAME, STRATEGY_REPLICAS}
 PRECISION_POLICY = 'precision_policy'  # the Keras dtype policy: 'float32', 'mixed_float16' or 'mixed_bfloat16'
 VERSION = 'img2txt_version'
-
-# Values of DECODER: Show and Tell on the pooled feature vector, or soft attention over the
-# encoder's spatial map (Show, Attend and Tell).
-SHOW_AND_TELL = 'show_and_tell'
-ATTENTION = 'attention'
-DECODERS = (SHOW_AND_TELL, ATTENTION)
 
 # Fields of the STRATEGY entry: the tf.distribute strategy's class name and its replica count.
 STRATEGY_NAME = 'name'

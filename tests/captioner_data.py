@@ -15,11 +15,11 @@ import skimage.data
 import tensorflow as tf
 from PIL import Image
 
-from img2txt.model import encoders, export
-from img2txt.model.attention import ShowAttendAndTell
-from img2txt.model.config import AttentionConfig, ModelConfig
-from img2txt.model.show_and_tell import ShowAndTell, masked_loss, split_caption_ids
+from img2txt.model import decoders, encoders, export
+from img2txt.model.caption_ops import masked_loss, split_caption_ids
+from img2txt.model.config import AttentionConfig, ShowAndTellConfig
 from img2txt.pipelines import image_decoding
+from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import captioner, vocabulary
 
 # What the model is trained to say about each photo.
@@ -59,10 +59,10 @@ def png_declaring(width, height):
     return bytes(data)
 
 
-def train_captioner(encoder, jpegs, *, seed, max_steps=1000, decoder=captioner.DECODER_SHOW_AND_TELL):
+def train_captioner(encoder, jpegs, *, seed, max_steps=1000, decoder=decoder_names.SHOW_AND_TELL):
     """(model, config, vocab): a small caption model that has learnt CAPTIONS from the photos' JPEGs.
 
-    ``decoder`` (``schemas.captioner.DECODERS``): a Show-and-Tell on the
+    ``decoder`` (``schemas.decoder_names.NAMES``): a Show-and-Tell on the
     encoder's pooled features, or a Show-Attend-and-Tell on its feature maps
     (``[B, H x W, C]``, as ``image_features`` gives them). ``seed``: the
     ``training_seed`` fixture's; memorising four captions holds for any seed.
@@ -71,14 +71,14 @@ def train_captioner(encoder, jpegs, *, seed, max_steps=1000, decoder=captioner.D
     vocab = [*vocabulary.RESERVED_TOKENS, *words, *UNUSED_WORDS]
     sizes = dict(vocab_size=len(vocab), feature_dim=encoder.feature_dim, embedding_size=64, lstm_units=64,
                  lstm_dropout_keep_prob=1.0, max_caption_length=12)
-    if decoder == captioner.DECODER_ATTENTION:
+    if decoder == decoder_names.ATTENTION:
         height, width, channels = encoder.spatial_shape
         config = AttentionConfig(**{**sizes, 'feature_dim': channels}, attention_units=64,
                                  grid_cells=height * width)
     else:
-        config = ModelConfig(**sizes)
+        config = ShowAndTellConfig(**sizes)
     keras.utils.set_random_seed(seed)
-    model = ShowAttendAndTell(config) if decoder == captioner.DECODER_ATTENTION else ShowAndTell(config)
+    model = decoders.get(decoder).build(config)
     features = image_features(encoder, [jpegs[name] for name in CAPTIONS], decoder)
     ids = {token: i for i, token in enumerate(vocab)}
     length = max(len(caption.split()) for caption in CAPTIONS.values()) + 2
@@ -109,13 +109,13 @@ def train_captioner(encoder, jpegs, *, seed, max_steps=1000, decoder=captioner.D
 def image_features(encoder, images, decoder):
     """What ``decoder`` reads of each image file, decoded by the pipelines' decoder: ``[B, D]`` or ``[B, H x W, D]``."""
     pixels = np.stack([image_decoding.decode(data, encoder.input_spec) for data in images])
-    if decoder == captioner.DECODER_ATTENTION:
+    if decoders.get(decoder).reads_spatial_map:
         maps = encoder.spatial_features(pixels)
         return maps.reshape(len(maps), -1, maps.shape[-1])
     return encoder.features(pixels)
 
 
-def train_and_export(export_dir, *, seed, decoder=captioner.DECODER_SHOW_AND_TELL,
+def train_and_export(export_dir, *, seed, decoder=decoder_names.SHOW_AND_TELL,
                      spatial_layer=encoders.DEFAULT_SPATIAL_LAYER):
     """Trains the small captioner with ``decoder`` (attention: on ``spatial_layer``'s maps) and exports it to
     ``export_dir``; returns the model id."""

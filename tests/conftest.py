@@ -246,6 +246,6 @@ def small_captioner(tmp_path_factory, hermetic_environment, training_seed):
 def attention_captioner(tmp_path_factory, hermetic_environment, training_seed):
     """(export_dir, model_id): as ``small_captioner``, a Show-Attend-and-Tell on the encoder's feature maps."""
     from captioner_data import train_and_export
-    from img2txt.schemas import captioner
+    from img2txt.schemas import decoders as decoder_names
     export_dir = str(tmp_path_factory.mktemp('attention-captioner') / 'export')
-    return export_dir, train_and_export(export_dir, seed=training_seed, decoder=captioner.DECODER_ATTENTION)
+    return export_dir, train_and_export(export_dir, seed=training_seed, decoder=decoder_names.ATTENTION)

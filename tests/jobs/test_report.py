@@ -363,7 +363,7 @@ def test_screenshot_is_a_styled_page(page, tmp_path):
 
 def test_loss_curves_are_the_logged_losses(model_dir):
     directory, result = model_dir
-    curves, _ = report.training_curves(directory)
+    curves, _, _ = report.training_curves(directory)
     assert [step for step, _ in curves[training_run.TRAIN_LOGS]] == [5, 10, 15, 20, 25, 30]
     assert [step for step, _ in curves[training_run.VALIDATION_LOGS]] == [10, 20, 30]
     assert curves[training_run.TRAIN_LOGS][-1][1] == pytest.approx(result.train_loss, rel=1e-6)

@@ -14,6 +14,7 @@ import yaml
 from img2txt.jobs import cli, vertex
 from img2txt.model import export, training
 from img2txt.model.captioner import ExportInfo
+from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import captioner, training_run
 from training_data import random_images, write_training_data
 
@@ -52,7 +53,7 @@ def test_attention_flags_map_onto_its_config(tmp_path, monkeypatch, capsys):
                      '--max-steps', '2', '--attention-units', '8', '--no-gate', '--doubly-stochastic-weight', '0.5',
                      *TINY_FLAGS]) == 0
     saved = json.loads((model_dir / training_run.CONFIG_FILE).read_text())
-    assert saved[training_run.DECODER] == training_run.ATTENTION
+    assert saved[training_run.DECODER] == decoder_names.ATTENTION
     model = saved[training_run.MODEL]
     assert (model['attention_units'], model['gate'], model['doubly_stochastic_weight']) == (8, False, 0.5)
     assert (model['grid_cells'], model['feature_dim'], model['lstm_units']) == (6, 8, 16)

@@ -8,8 +8,9 @@ import tensorflow as tf
 
 from img2txt.model import beam_search
 from img2txt.model.attention import ShowAttendAndTell
-from img2txt.model.config import AttentionConfig, ModelConfig, TrainingConfig
-from img2txt.model.show_and_tell import build_optimizer, masked_loss_sum, split_caption_ids
+from img2txt.model.config import AttentionConfig, ShowAndTellConfig, TrainingConfig
+from img2txt.model.caption_ops import masked_loss_sum, split_caption_ids
+from img2txt.model.training import build_optimizer
 from img2txt.schemas.vocabulary import END_ID, PAD_ID, START_ID
 from test_beam_search import (assert_batch_equals_one_image_at_a_time, assert_beam_of_one_is_greedy,
                               assert_runs_in_exported_function_with_dynamic_batch,
@@ -41,7 +42,7 @@ def random_grids(batch, seed=0, grid_cells=GRID_CELLS, feature_dim=FEATURE_DIM):
 def test_config_defaults_round_trip_and_checks():
     config = AttentionConfig(vocab_size=100, feature_dim=1280)
     assert (config.grid_cells, config.gate, config.doubly_stochastic_weight) == (49, True, 1.0)
-    shared = ModelConfig(vocab_size=100, feature_dim=1280).to_dict()
+    shared = ShowAndTellConfig(vocab_size=100, feature_dim=1280).to_dict()
     assert {name: config.to_dict()[name] for name in shared} == shared
     for config in (config, AttentionConfig(vocab_size=10, feature_dim=8, grid_cells=64, attention_units=32,
                                            gate=False, doubly_stochastic_weight=0.0, beam_size=5)):

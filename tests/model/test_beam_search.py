@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from img2txt.model.beam_search import beam_search, blockwise_top_k, ids_to_text, length_penalty
-from img2txt.model.config import ModelConfig
+from img2txt.model.config import ShowAndTellConfig
 from img2txt.model.show_and_tell import ShowAndTell
 from img2txt.schemas.vocabulary import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID
 
@@ -21,7 +21,7 @@ FEATURE_DIM = 5
 def tiny_model(vocab_size, seed=0):
     """A random model; weights as large as these make its captions differ by image and length."""
     keras.utils.set_random_seed(seed)
-    return ShowAndTell(ModelConfig(vocab_size=vocab_size, feature_dim=FEATURE_DIM, embedding_size=8,
+    return ShowAndTell(ShowAndTellConfig(vocab_size=vocab_size, feature_dim=FEATURE_DIM, embedding_size=8,
                                    lstm_units=12, initializer_scale=1.0))
 
 

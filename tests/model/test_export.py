@@ -14,10 +14,11 @@ from captioner_data import CAPTIONS, encoded, photo, png_declaring, train_captio
 from img2txt.model import encoders, export
 from img2txt.model.beam_search import beam_search, ids_to_text
 from img2txt.model.captioner import Captioner
-from img2txt.model.config import ModelConfig
+from img2txt.model.config import ShowAndTellConfig
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
 from img2txt.model.show_and_tell import ShowAndTell
 from img2txt.pipelines import image_decoding
+from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import captioner, manifest, vocabulary
 
 @pytest.fixture(scope='module')
@@ -145,10 +146,10 @@ def test_export_directory_contents(exported, loaded, trained, encoder):
         config_json = f.read()
     assert getattr(loaded, captioner.CONFIG).numpy().decode() == config_json
     saved = json.loads(config_json)
-    assert ModelConfig.from_dict(saved[captioner.CONFIG_MODEL]) == config
+    assert ShowAndTellConfig.from_dict(saved[captioner.CONFIG_MODEL]) == config
     assert saved[captioner.CONFIG_ENCODER][manifest.ENCODER_ID] == encoder.id
     assert saved[captioner.CONFIG_MAX_PIXELS] == DEFAULT_MAX_PIXELS
-    assert saved[captioner.CONFIG_DECODER] == captioner.DECODER_SHOW_AND_TELL
+    assert saved[captioner.CONFIG_DECODER] == decoder_names.SHOW_AND_TELL
     assert getattr(loaded, captioner.ENCODER_ID).numpy().decode() == encoder.id
     assert getattr(loaded, captioner.MODEL_ID).numpy().decode() == model_id
     assert set(loaded.signatures) == {captioner.CAPTION_IMAGES, captioner.CAPTION_PIXELS,

@@ -11,12 +11,13 @@ from captioner_data import CAPTIONS, image_features, photos_jpeg, train_captione
 from img2txt.model import encoders, export
 from img2txt.model.beam_search import beam_search, ids_to_text
 from img2txt.model.captioner import Captioner
-from img2txt.model.config import AttentionConfig, ModelConfig
+from img2txt.model.config import AttentionConfig, ShowAndTellConfig
 from img2txt.pipelines import image_decoding
+from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import captioner
 from test_export import caption, caption_without_img2txt
 
-ATTENTION = captioner.DECODER_ATTENTION
+ATTENTION = decoder_names.ATTENTION
 
 
 @pytest.fixture(scope='module')
@@ -177,8 +178,8 @@ def test_a_show_and_tell_captioner_has_no_attention(small_captioner, encoder, jp
 def test_export_refuses_a_model_of_another_decoder_or_grid(trained, tmp_path):
     model, config, vocab = trained
     with pytest.raises(ValueError, match='must be a ShowAndTell, got ShowAttendAndTell'):
-        shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(ModelConfig)}
-        export.export_captioner(model, ModelConfig(**shared), encoders.DEFAULT, vocab, str(tmp_path / 'a'))
+        shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(ShowAndTellConfig)}
+        export.export_captioner(model, ShowAndTellConfig(**shared), encoders.DEFAULT, vocab, str(tmp_path / 'a'))
     with pytest.raises(ValueError, match='grid_cells'):
         export.export_captioner(model, dataclasses.replace(config, grid_cells=64), encoders.DEFAULT, vocab,
                                 str(tmp_path / 'b'))

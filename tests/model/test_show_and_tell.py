@@ -7,8 +7,10 @@ import pytest
 import tensorflow as tf
 
 from img2txt.model import beam_search
-from img2txt.model.config import ModelConfig, TrainingConfig
-from img2txt.model.show_and_tell import ShowAndTell, build_optimizer, masked_loss, split_caption_ids
+from img2txt.model.config import ShowAndTellConfig, TrainingConfig
+from img2txt.model.caption_ops import masked_loss, split_caption_ids
+from img2txt.model.show_and_tell import ShowAndTell
+from img2txt.model.training import build_optimizer
 from img2txt.schemas.vocabulary import END_ID, PAD_ID, START_ID
 
 
@@ -16,7 +18,7 @@ def tiny_model(seed=0, **overrides):
     keras.utils.set_random_seed(seed)
     values = dict(vocab_size=13, feature_dim=7, embedding_size=8, lstm_units=10)
     values.update(overrides)
-    return ShowAndTell(ModelConfig(**values))
+    return ShowAndTell(ShowAndTellConfig(**values))
 
 
 # Three captions [START, words, END, PAD ...] of different lengths.
@@ -28,7 +30,7 @@ CAPTIONS = np.array([
 
 
 def test_config_defaults_are_im2txt_defaults():
-    model = ModelConfig(vocab_size=100, feature_dim=1280)
+    model = ShowAndTellConfig(vocab_size=100, feature_dim=1280)
     assert (model.embedding_size, model.lstm_units, model.lstm_dropout_keep_prob) == (512, 512, 0.7)
     assert (model.initializer_scale, model.max_caption_length, model.beam_size) == (0.08, 20, 3)
     assert model.length_normalization == 0.0
@@ -41,7 +43,7 @@ def test_config_defaults_are_im2txt_defaults():
 
 
 @pytest.mark.parametrize('config', [
-    ModelConfig(vocab_size=100, feature_dim=1280, beam_size=5, length_normalization=0.6),
+    ShowAndTellConfig(vocab_size=100, feature_dim=1280, beam_size=5, length_normalization=0.6),
     TrainingConfig(optimizer='adam', learning_rate=3e-4, max_steps=100, seed=7),
 ])
 def test_config_json_round_trip(config):
@@ -50,20 +52,20 @@ def test_config_json_round_trip(config):
 
 
 def test_config_from_dict_names_unknown_and_missing_fields():
-    values = ModelConfig(vocab_size=100, feature_dim=1280).to_dict()
-    with pytest.raises(ValueError, match=r"unknown ModelConfig fields \['lstm_size'\]"):
-        ModelConfig.from_dict({**values, 'lstm_size': 512})
+    values = ShowAndTellConfig(vocab_size=100, feature_dim=1280).to_dict()
+    with pytest.raises(ValueError, match=r"unknown ShowAndTellConfig fields \['lstm_size'\]"):
+        ShowAndTellConfig.from_dict({**values, 'lstm_size': 512})
     del values['vocab_size']
-    with pytest.raises(ValueError, match=r"ModelConfig needs the fields \['vocab_size'\]"):
-        ModelConfig.from_dict(values)
+    with pytest.raises(ValueError, match=r"ShowAndTellConfig needs the fields \['vocab_size'\]"):
+        ShowAndTellConfig.from_dict(values)
     with pytest.raises(ValueError, match='unknown TrainingConfig fields'):
         TrainingConfig.from_dict({'learning_rate_decay': 0.5})
 
 
 @pytest.mark.parametrize('make, message', [
-    (lambda: ModelConfig(vocab_size=0, feature_dim=8), 'vocab_size'),
-    (lambda: ModelConfig(vocab_size=10, feature_dim=8, lstm_dropout_keep_prob=0.0), 'lstm_dropout_keep_prob'),
-    (lambda: ModelConfig(vocab_size=10, feature_dim=8, length_normalization=-1.0), 'length_normalization'),
+    (lambda: ShowAndTellConfig(vocab_size=0, feature_dim=8), 'vocab_size'),
+    (lambda: ShowAndTellConfig(vocab_size=10, feature_dim=8, lstm_dropout_keep_prob=0.0), 'lstm_dropout_keep_prob'),
+    (lambda: ShowAndTellConfig(vocab_size=10, feature_dim=8, length_normalization=-1.0), 'length_normalization'),
     (lambda: TrainingConfig(optimizer='rmsprop'), 'optimizer'),
     (lambda: TrainingConfig(max_steps=0), 'max_steps'),
 ])

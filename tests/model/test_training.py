@@ -12,18 +12,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from img2txt.model import (beam_search, caption_validation, checkpoints, distribution, evaluation as model_evaluation,
+from img2txt.model import (beam_search, caption_validation, checkpoints, decoders, distribution, evaluation as model_evaluation,
                            input_pipeline, training)
 from img2txt.model.attention import ShowAttendAndTell
 from img2txt.model.config import AttentionConfig, TrainingConfig
-from img2txt.model.show_and_tell import masked_loss_sum
+from img2txt.model.caption_ops import masked_loss_sum
+from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import evaluation, manifest, training_run
 from training_data import random_images, write_training_data
 
 TINY = dict(embedding_size=16, lstm_units=16)
 # Per decoder: tiny model options, and the model's recurrent layer (whose dtype policy shows the precision).
-TINY_OPTIONS = {training_run.SHOW_AND_TELL: TINY, training_run.ATTENTION: dict(TINY, attention_units=8)}
-RECURRENT_LAYER = {training_run.SHOW_AND_TELL: 'lstm', training_run.ATTENTION: 'lstm_cell'}
+TINY_OPTIONS = {decoder_names.SHOW_AND_TELL: TINY, decoder_names.ATTENTION: dict(TINY, attention_units=8)}
+RECURRENT_LAYER = {decoder_names.SHOW_AND_TELL: 'lstm', decoder_names.ATTENTION: 'lstm_cell'}
 
 
 def scalars(model_dir, split):
@@ -154,7 +155,7 @@ RESUME_CONFIG = dict(batch_size=3, captions_per_image='one', num_epochs_per_deca
                      checkpoint_every_steps=2, log_every_steps=1, seed=7)
 
 
-@pytest.mark.parametrize('decoder', training_run.DECODERS)
+@pytest.mark.parametrize('decoder', decoder_names.NAMES)
 def test_resumed_run_continues_the_schedule_and_ends_like_an_uninterrupted_one(resumable, tmp_path, exports,
                                                                               decoder):
     def train(model_dir, max_steps, **options):
@@ -205,21 +206,37 @@ def test_refuses_to_resume_another_model(resumable, tmp_path, exports):
                                          r'--decoder show_and_tell'):
         training.train(resumable, model_dir, TINY, TrainingConfig(max_steps=2, **RESUME_CONFIG),
                        decoder='attention')
-    with pytest.raises(ValueError, match=r"unknown ModelConfig fields \['attention_units'\]"):
+    with pytest.raises(ValueError, match=r"unknown ShowAndTellConfig fields \['attention_units'\]"):
         training.train(resumable, str(tmp_path / 'other'), TINY_OPTIONS['attention'])
     with pytest.raises(ValueError, match=r"\['grid_cells'\] come from the training data"):
         training.train(resumable, str(tmp_path / 'other'), {'grid_cells': 4}, decoder='attention')
 
 
-def test_attention_resume_checks_its_own_sizes(resumable, tmp_path, exports):
-    model_dir = str(tmp_path / 'model')
-    options = TINY_OPTIONS['attention']
-    training.train(resumable, model_dir, options, TrainingConfig(max_steps=1, **RESUME_CONFIG), decoder='attention')
-    with pytest.raises(ValueError, match=r'another model \(model.attention_units 8 -> 4; model.gate True -> False\)'):
-        training.train(resumable, model_dir, {**options, 'attention_units': 4, 'gate': False},
-                       TrainingConfig(max_steps=2, **RESUME_CONFIG), decoder='attention')
-    with pytest.raises(ValueError, match=r'holds checkpoints of the attention decoder, not show_and_tell'):
-        training.train(resumable, model_dir, TINY, TrainingConfig(max_steps=2, **RESUME_CONFIG))
+# How a test changes each config field that decides a decoder's weights: the data's fields come from
+# another preprocess output, the others are flags.
+DATA_CHANGES = {'vocab_size': dict(vocab_size=24), 'feature_dim': dict(feature_dim=12), 'grid_cells': dict(grid=(3, 2))}
+
+
+@pytest.mark.parametrize('decoder,field', [(d.name, field) for d in decoders.ENTRIES for field in d.shape_fields])
+def test_resuming_with_any_shape_field_changed_is_refused_on_one_line_before_anything_is_written(
+        resumable, tmp_path, exports, decoder, field):
+    model_dir = tmp_path / 'model'
+    options = TINY_OPTIONS[decoder]
+    training.train(resumable, str(model_dir), options, TrainingConfig(max_steps=1, **RESUME_CONFIG), decoder=decoder)
+    config_before = (model_dir / training_run.CONFIG_FILE).read_bytes()
+    files_before = sorted(p.relative_to(model_dir) for p in model_dir.rglob('*'))
+    if field in training.DATA_MODEL_FIELDS:
+        data, changed = write_training_data(tmp_path / 'other-data', {'train': random_images(
+            8, 2, **{'feature_dim': 16, 'grid': (2, 2), **DATA_CHANGES[field]})},
+            vocab_size=DATA_CHANGES[field].get('vocab_size', 20)), options
+    else:
+        value = getattr(decoders.get(decoder).config_class(vocab_size=20, feature_dim=16, **options), field)
+        data, changed = resumable, {**options, field: (not value) if isinstance(value, bool) else value + 1}
+    with pytest.raises(ValueError, match=rf'holds checkpoints of another model \(model\.{field} \S+ -> \S+\)') as refusal:
+        training.train(data, str(model_dir), changed, TrainingConfig(max_steps=2, **RESUME_CONFIG), decoder=decoder)
+    assert '\n' not in str(refusal.value)
+    assert (model_dir / training_run.CONFIG_FILE).read_bytes() == config_before
+    assert sorted(p.relative_to(model_dir) for p in model_dir.rglob('*')) == files_before
 
 
 def test_attention_needs_spatial_maps(overfit, tmp_path):
@@ -230,7 +247,7 @@ def test_attention_needs_spatial_maps(overfit, tmp_path):
     assert not os.path.exists(tmp_path / 'model')
 
 
-@pytest.mark.parametrize('decoder', training_run.DECODERS)
+@pytest.mark.parametrize('decoder', decoder_names.NAMES)
 @pytest.mark.parametrize('policy', ['mixed_bfloat16', 'mixed_float16'])
 def test_mixed_precision(resumable, tmp_path, exports, monkeypatch, policy, decoder):
     # Without a GPU train picks bfloat16; float16 with loss scaling (the GPU choice) also runs on a CPU.
@@ -275,7 +292,7 @@ _TWO_REPLICAS = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.parametrize('decoder', training_run.DECODERS)
+@pytest.mark.parametrize('decoder', decoder_names.NAMES)
 def test_two_replicas_train_like_one(resumable, tmp_path, decoder):
     result = subprocess.run([sys.executable, '-c', _TWO_REPLICAS, resumable, str(tmp_path), decoder,
                              json.dumps(TINY_OPTIONS[decoder])], capture_output=True, text=True, timeout=300)
@@ -311,7 +328,7 @@ def test_attention_training_learns_and_writes_its_run(attention_run):
     assert any(line.startswith('validation at step 60: loss ') for line in lines)
 
     saved = saved_config(model_dir)
-    assert saved[training_run.DECODER] == training_run.ATTENTION
+    assert saved[training_run.DECODER] == decoder_names.ATTENTION
     model = saved[training_run.MODEL]
     assert (model['grid_cells'], model['feature_dim'], model['vocab_size']) == (9, 8, 20)
     assert model['attention_units'] == 16 and model['gate'] is True

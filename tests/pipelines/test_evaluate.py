@@ -10,6 +10,7 @@ from captioner_data import CAPTIONS, encoded, photo, train_and_export
 from img2txt.jobs import cli
 from img2txt.model import evaluation, export
 from img2txt.pipelines import evaluate, preprocess
+from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import captioner, evaluation as schema, manifest
 
 # Reference captions per photo: the one the model learnt, and another way to say it.
@@ -90,7 +91,7 @@ def test_an_attention_captioner_evaluates_from_the_stored_spatial_maps(dataset, 
     """The maps preprocess stored and the export computes in-graph from JPEG bytes are the same layer's."""
     captions, images = dataset
     export_dir = str(tmp_path / 'attention')
-    train_and_export(export_dir, seed=training_seed, decoder=captioner.DECODER_ATTENTION, spatial_layer=spatial_layer)
+    train_and_export(export_dir, seed=training_seed, decoder=decoder_names.ATTENTION, spatial_layer=spatial_layer)
     data = str(tmp_path / 'data')
     result = preprocess.run_config(preprocess.PreprocessConfig(
         dataset='jsonl', captions=captions, images=images, output=data, min_word_count=1, spatial_features=True,
