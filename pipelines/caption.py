@@ -31,6 +31,7 @@ from a run that was only slow), a photo may get a row from each; readers
 keep one row per (uri, size_bytes, modified_at, model_id), the first
 captioned (README, "Captioning photo collections").
 """
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -101,6 +102,8 @@ class CaptionConfig:
             raise ValueError(f'--top-k must be at least 1, got {self.top_k}')
         if self.run_id is not None and (not self.run_id or any(c in self.run_id for c in '/\\=*?[] ')):
             raise ValueError(f'--run-id {self.run_id!r} must be a non-empty name without / \\ = * ? [ ] or spaces')
+        if self.redo_damaged_runs and not self.incremental:
+            raise ValueError('--redo-damaged-runs applies to --incremental runs, which read the earlier runs back')
         if not self.lease_timeout_seconds > 0:
             raise ValueError(f'--lease-timeout-seconds must be positive, got {self.lease_timeout_seconds}')
 
@@ -491,39 +494,33 @@ def run_config(config, beam_args=(), progress_every_seconds=caption_progress.EVE
     local = beam_options.is_local(options)
     lease = (lease_lib.Lease(config.output, run_id, started.isoformat(), _where(options, run_id),
                              config.lease_timeout_seconds) if config.lease else None)
-    if look:
-        _check_inputs(config)
-    if lease and look:
-        if local:
-            lease.acquire()
-            lease.keep_alive()
-        else:
-            lease.check()
-    try:
-        if look and (FileSystems.exists(manifest_path) or FileSystems.match(
-                [FileSystems.join(config.output, schema.partition(schema.CAPTIONS_DIR, run_id), '*')],
-                limits=[1])[0].metadata_list):
-            raise FileExistsError(f'run {run_id} already exists under {config.output}; pass another --run-id')
+    with contextlib.ExitStack() as cleanup:
+        if look:
+            _check_inputs(config)
+            if lease and local:
+                lease.acquire()
+                cleanup.callback(lease.release)  # also when the run fails: the next one need not wait
+                lease.keep_alive()
+            elif lease:
+                lease.check()
+            if FileSystems.exists(manifest_path) or FileSystems.match(
+                    [FileSystems.join(config.output, schema.partition(schema.CAPTIONS_DIR, run_id), '*')],
+                    limits=[1])[0].metadata_list:
+                raise FileExistsError(f'run {run_id} already exists under {config.output}; pass another --run-id')
         history = None
         if config.incremental:
             history = (caption_history.scan(config.output, config.redo_damaged_runs) if look
                        else caption_history.History([], [], []))
-        return _run(config, beam_args, options, context, input_spec, history, lease, started, manifest_path,
-                    look, progress_every_seconds if local and look else None)
-    finally:
-        if lease and look and local:
-            lease.release()
+        progress = None
+        if local and look:
+            progress = tempfile.mkdtemp(prefix='img2txt-progress-')
+            cleanup.callback(shutil.rmtree, progress, ignore_errors=True)
 
-
-def _run(config, beam_args, options, context, input_spec, history, lease, started, manifest_path, look,
-         progress_every_seconds):
-    progress = tempfile.mkdtemp(prefix='img2txt-progress-') if progress_every_seconds else None
-    try:
         pipeline = beam.Pipeline(options=options)
         outputs = build(pipeline, config, context, input_spec, history=history, lease=lease, progress=progress)
-        captions_files = _write_rows(outputs.captions, 'WriteCaptions', config.output, schema.CAPTIONS_DIR,
-                                     context.run_id, schema.CAPTIONS_SCHEMA)
-        errors_files = _write_rows(outputs.errors, 'WriteErrors', config.output, schema.ERRORS_DIR, context.run_id,
+        captions_files = _write_rows(outputs.captions, 'WriteCaptions', config.output, schema.CAPTIONS_DIR, run_id,
+                                     schema.CAPTIONS_SCHEMA)
+        errors_files = _write_rows(outputs.errors, 'WriteErrors', config.output, schema.ERRORS_DIR, run_id,
                                    schema.ERRORS_SCHEMA)
         beam_flags = list(beam_args)
         written = (outputs.counts
@@ -534,15 +531,9 @@ def _run(config, beam_args, options, context, input_spec, history, lease, starte
         if lease:
             _ = written | 'ReleaseLease' >> beam.ParDo(lease_lib.Release(lease))
         if progress:
-            with caption_progress.Reporter(progress, progress_every_seconds):
-                result = pipeline.run()
-                result.wait_until_finish()
-        else:
-            result = pipeline.run()
-            if not look or beam_options.is_template_launch(options):
-                return None
-            result.wait_until_finish()
-    finally:
-        if progress:
-            shutil.rmtree(progress, ignore_errors=True)
+            cleanup.enter_context(caption_progress.Reporter(progress, progress_every_seconds))
+        result = pipeline.run()
+        if not look or beam_options.is_template_launch(options):
+            return None
+        result.wait_until_finish()
     return manifest.validate(json.loads(storage.read_bytes(manifest_path)), 'caption')

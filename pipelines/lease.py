@@ -76,8 +76,6 @@ class Lease:
         if storage.is_remote(self.output) and not self.output.startswith('gs://'):
             raise ValueError(f'--output {self.output}: the lease works on local folders and gs:// only; '
                              'pass --no-lease to write there without one')
-        if not self.timeout_seconds > 0:
-            raise ValueError(f'--lease-timeout-seconds must be positive, got {self.timeout_seconds}')
 
     @property
     def path(self):

@@ -234,6 +234,7 @@ def test_reads_photos_and_writes_parquet_on_gcs(model, photos, gcs, gcs_bucket):
     assert result[manifest.COUNTS] == {'matched': 3, 'skipped': 0, 'captioned': 2, 'reused': 0, 'failed': 1}
     names = sorted(blob.name for blob in bucket.list_blobs(prefix='captioned/'))
     assert 'captioned/runs/cloud.json' in names
+    assert f'captioned/{lease_schema.FILE_NAME}' not in names  # held while it ran, released at its end
     [part] = [n for n in names if n.startswith('captioned/captions/run=cloud/')]
     table = pq.read_table(pa.BufferReader(bucket.blob(part).download_as_bytes()))
     assert sorted(zip(table.column(schema.URI).to_pylist(), table.column(schema.CAPTION).to_pylist())) == [
@@ -490,3 +491,8 @@ def test_damaged_files_of_earlier_runs_are_named_and_nothing_is_captioned(case, 
     counts = json.loads((output / 'runs' / 'redone.json').read_text())[manifest.COUNTS]
     redone = {'matched': 3, 'skipped': 0, 'captioned': 2, 'reused': 0, 'failed': 1}
     assert counts == (redone if run == 'r1' else {**redone, 'skipped': 3, 'captioned': 0, 'failed': 0})
+
+
+def test_redoing_damaged_runs_needs_an_incremental_run(model, photos, tmp_path):
+    with pytest.raises(ValueError, match='^--redo-damaged-runs applies to --incremental runs'):
+        config(model, [str(photos / '*')], tmp_path, redo_damaged_runs=True)
