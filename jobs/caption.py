@@ -1,10 +1,20 @@
-"""``img2txt caption``: photo collections (local or gs://) → Parquet captions, errors and a run manifest."""
+"""``img2txt caption``: photo collections (local or gs://) → Parquet captions, errors and a run manifest.
+
+Exit statuses: 0 done; 2 an error the user can fix (``jobs.cli``), damaged
+files of earlier runs among them; ``EXIT_LEASE_HELD`` (75) skipped because
+another run holds the output's lease, which schedulers treat as "skipped,
+the last run is still going" (``jobs/schedule/``).
+"""
 import dataclasses
 import json
+import sys
 
 from img2txt.jobs import flags
-from img2txt.pipelines import caption
+from img2txt.pipelines import caption, lease
 from img2txt.schemas import manifest
+
+# sysexits.h's EX_TEMPFAIL: "a temporary failure; the user is invited to retry". Not 1 or 2 (errors) nor 130.
+EXIT_LEASE_HELD = 75
 
 
 def register(subparsers):
@@ -14,14 +24,19 @@ def register(subparsers):
         description=caption.__doc__.split('\n\n')[0] + ' Runs on Beam: --direct_running_mode multi_processing '
                     '--direct_num_workers N uses N local cores; --runner DataflowRunner --project P --region R '
                     '--temp_location gs://... runs on Dataflow. Run it again with --incremental to caption only '
-                    'what is new.')
+                    'what is new. A run started while another holds the output\'s lease exits with status '
+                    f'{EXIT_LEASE_HELD}, naming it.')
     flags.add_arguments(parser, caption.CaptionConfig)
     parser.set_defaults(run=run, beam_flags=True)
 
 
 def run(args, beam_args):
     """Runs the pipeline and prints the run's counts and where its rows are."""
-    result = caption.run_config(flags.from_args(caption.CaptionConfig, args), beam_args)
+    try:
+        result = caption.run_config(flags.from_args(caption.CaptionConfig, args), beam_args)
+    except lease.LeaseHeldError as e:
+        print(f'img2txt caption: skipped: {e}', file=sys.stderr)
+        return EXIT_LEASE_HELD
     if result is None:
         print('the job graph was built and submitted or validated (dry run); nothing ran here')
         return 0

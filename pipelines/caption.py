@@ -2,6 +2,7 @@
 
 ::
 
+  [lease] HoldLease: OUTPUT/lease.json, taken before anything reads or writes the output (pipelines.lease)
   --input globs, --input-list URIs ─► Match (metadata only) ─► ByUri ◄─ [--incremental] earlier runs' keys
        ─► SkipDone ─► DecodeImages (read, sha256, decode; thread pool) ─► [--incremental] ReuseByHash
        ─► Caption (RunInference, fixed batches) ─► captions/run=ID/        (schemas.captions)
@@ -19,24 +20,37 @@ globs are captioned once.
 Earlier runs are read back as Parquet key columns and joined by key
 (CoGroupByKey), never collected in one worker, so an incremental run over
 millions of captioned photos costs a shuffle of their keys, not memory.
+Before that, every file they left is checked (``pipelines.caption_history``):
+a damaged one stops the run before it captions anything, naming the file.
+
+One run at a time writes under an output: it holds the output's lease
+(``pipelines.lease``) from before it reads the earlier runs until its
+manifest is written; a run that finds the lease live exits, naming the
+holder. Should runs overlap all the same (``--no-lease``, a lease taken over
+from a run that was only slow), a photo may get a row from each; readers
+keep one row per (uri, size_bytes, modified_at, model_id), the first
+captioned (README, "Captioning photo collections").
 """
+import contextlib
 import dataclasses
 import datetime
 import json
 import logging
+import shutil
 import sys
-import time
+import tempfile
 import typing
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 import img2txt
 from img2txt.model import captioner as captioner_lib, storage
-from img2txt.pipelines import beam_options, image_decoding
+from img2txt.pipelines import beam_options, caption_history, caption_progress, image_decoding, lease as lease_lib
 from img2txt.pipelines.model_handlers import CaptionerModelHandler
-from img2txt.schemas import captions as schema, errors, manifest
+from img2txt.schemas import captions as schema, errors, lease as lease_schema, manifest
 
 _log = logging.getLogger(__name__)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -67,6 +81,17 @@ class CaptionConfig:
         'help': "refuse images declaring more pixels than this (decompression bombs); default: the export's limit"})
     run_id: str | None = dataclasses.field(default=None, metadata={
         'help': 'name of this run\'s partition (captions/run=RUN_ID/); default: the UTC start time'})
+    lease: bool = dataclasses.field(default=True, metadata={
+        'help': 'hold the lease on --output (OUTPUT/lease.json) while the run works, so that a run started '
+                'meanwhile exits with status 75, naming this one, instead of captioning the same photos; '
+                '--no-lease writes without it'})
+    lease_timeout_seconds: float = dataclasses.field(default=lease_schema.DEFAULT_TIMEOUT_SECONDS, metadata={
+        'help': 'a lease whose last heartbeat is older than this is taken over (its run was killed); the holder '
+                'heartbeats every tenth of it'})
+    redo_damaged_runs: bool = dataclasses.field(default=False, metadata={
+        'help': "with --incremental, when files of earlier runs under --output are damaged (truncated, another "
+                "schema, empty, a manifest without its partition): caption those runs' photos again instead of "
+                "stopping with the files named"})
 
     def __post_init__(self):
         if not self.input and not self.input_list:
@@ -77,6 +102,10 @@ class CaptionConfig:
             raise ValueError(f'--top-k must be at least 1, got {self.top_k}')
         if self.run_id is not None and (not self.run_id or any(c in self.run_id for c in '/\\=*?[] ')):
             raise ValueError(f'--run-id {self.run_id!r} must be a non-empty name without / \\ = * ? [ ] or spaces')
+        if self.redo_damaged_runs and not self.incremental:
+            raise ValueError('--redo-damaged-runs applies to --incremental runs, which read the earlier runs back')
+        if not self.lease_timeout_seconds > 0:
+            raise ValueError(f'--lease-timeout-seconds must be positive, got {self.lease_timeout_seconds}')
 
 
 class File(typing.NamedTuple):
@@ -214,25 +243,6 @@ class _ReuseByHash(beam.DoFn):
             for file, image in grouped['new']]
 
 
-class _Progress(beam.DoFn):
-    """Prints how many images are done and how fast, at most every ``every_s`` seconds (local runs)."""
-
-    def __init__(self, every_s=5.0):
-        self._every_s = every_s
-
-    def setup(self):
-        self._started = self._last = time.monotonic()
-        self._done = 0
-
-    def process(self, element):
-        self._done += 1
-        now = time.monotonic()
-        if now - self._last >= self._every_s:
-            self._last = now
-            print(f'caption: {self._done} images done, {self._done / (now - self._started):.1f} images/s',
-                  file=sys.stderr, flush=True)
-
-
 @dataclasses.dataclass
 class CaptionOutputs:
     """The PCollections ``build`` leaves for tests and callers to inspect."""
@@ -242,21 +252,22 @@ class CaptionOutputs:
     counts: beam.PCollection     # one dict: manifest.CAPTION_COUNTS
 
 
-def _history(pipeline, label, output, kind, columns, model_id, look):
-    """Earlier runs' rows of ``kind`` for ``model_id`` (only ``columns``); nothing when ``look`` finds none.
+def _start(pipeline, held, label, values):
+    """``values`` as a PCollection that starts once the job holds the lease (``held``), or at once without one."""
+    values = list(values)
+    if held is None:
+        return pipeline | label >> beam.Create(values)
+    return held | label >> beam.FlatMap(lambda _, values: values, values)
 
-    Without ``look`` (a dry run, which must not touch storage) the read is
-    built unchecked.
-    """
-    pattern = FileSystems.join(output, schema.all_parts(kind))
-    if look and not FileSystems.match([pattern], limits=[1])[0].metadata_list:
-        return pipeline | f'No{label}' >> beam.Create([])
-    return (pipeline
-            | f'Read{label}' >> beam.io.ReadFromParquet(pattern, columns=list(columns), validate=look)
+
+def _history(pipeline, held, label, files, columns, model_id):
+    """The rows of ``model_id`` (only ``columns``) in the Parquet ``files`` of earlier runs."""
+    return (_start(pipeline, held, f'{label}Files', files)
+            | f'Read{label}' >> beam.io.ReadAllFromParquet(columns=list(columns))
             | f'{label}OfModel' >> beam.Filter(lambda row: row[schema.MODEL_ID] == model_id))
 
 
-def build(pipeline, config, context, input_spec, progress=False, look=True):
+def build(pipeline, config, context, input_spec, history=None, lease=None, progress=None):
     """Adds the caption steps to ``pipeline``.
 
     Args:
@@ -264,32 +275,36 @@ def build(pipeline, config, context, input_spec, progress=False, look=True):
       config: a ``CaptionConfig`` whose ``max_pixels`` is set (``run_config`` takes the export's).
       context: the run's ``RunContext`` (the model's ids and the run id).
       input_spec: the captioner's ``InputSpec`` (from the export's config).
-      progress: print progress lines on stderr (local runs).
-      look: whether the output may be looked at now for earlier runs (not in a dry run).
+      history: with ``config.incremental``, the earlier runs' files to read back
+        (``caption_history.scan``); None reads none.
+      lease: a ``lease.Lease`` the job takes in its first step, before it reads
+        anything under the output, and keeps alive from the workers; None for none.
+      progress: a local folder where the steps count progress (``caption_progress``),
+        or None; also prints what each glob matches.
 
     Returns:
       ``CaptionOutputs``; the rows are also written under ``config.output``.
     """
     if config.max_pixels is None:
         raise ValueError('build needs config.max_pixels: the limit of the export (ExportInfo.max_pixels)')
-    globs = pipeline | 'Globs' >> beam.Create(sorted(set(config.input)))
-    matched = globs | 'MatchGlobs' >> beam.ParDo(_Match(context, False, progress)).with_outputs(
+    held = pipeline | 'HoldLease' >> lease_lib.HoldLease(lease) if lease else None
+    globs = _start(pipeline, held, 'Globs', sorted(set(config.input)))
+    matched = globs | 'MatchGlobs' >> beam.ParDo(_Match(context, False, bool(progress))).with_outputs(
         _Match.ERRORS, main='files')
     match_parts, match_errors = [matched.files], [matched[_Match.ERRORS]]
     if config.input_list:
         listed = (pipeline
                   | 'ReadInputList' >> beam.io.ReadFromText(config.input_list)
-                  | 'MatchListed' >> beam.ParDo(_Match(context, True, progress)).with_outputs(
+                  | 'MatchListed' >> beam.ParDo(_Match(context, True, bool(progress))).with_outputs(
                       _Match.ERRORS, main='files'))
         match_parts.append(listed.files)
         match_errors.append(listed[_Match.ERRORS])
     files = match_parts | 'AllFiles' >> beam.Flatten()
 
-    if config.incremental:
-        done = (_history(pipeline, 'CaptionKeys', config.output, schema.CAPTIONS_DIR, schema.SKIP_COLUMNS,
-                         context.model_id, look),
-                _history(pipeline, 'ErrorKeys', config.output, schema.ERRORS_DIR, schema.SKIP_COLUMNS,
-                         context.model_id, look)) | 'DoneKeys' >> beam.Flatten()
+    if config.incremental and history is not None:
+        done = (_history(pipeline, held, 'CaptionKeys', history.captions, schema.SKIP_COLUMNS, context.model_id),
+                _history(pipeline, held, 'ErrorKeys', history.errors, schema.SKIP_COLUMNS, context.model_id)
+                ) | 'DoneKeys' >> beam.Flatten()
     else:
         done = pipeline | 'NothingDone' >> beam.Create([])
     done_by_uri = done | 'DoneByUri' >> beam.Map(
@@ -300,7 +315,15 @@ def build(pipeline, config, context, input_spec, progress=False, look=True):
             | 'GroupByUri' >> beam.CoGroupByKey()
             | 'SkipDone' >> beam.ParDo(_SkipDone()).with_outputs(_SkipDone.SKIPPED, main='files'))
 
-    decoded = (todo.files
+    work = todo.files
+    if lease:
+        work = work | 'KeepLease' >> beam.ParDo(lease_lib.KeepAlive(lease))
+    if progress:
+        total = (todo.files | 'CountToDo' >> beam.combiners.Count.Globally()
+                 | 'ProgressTotal' >> beam.ParDo(caption_progress.Total(progress)))
+        # The side input makes the runner count the files before it starts on them, so the total shows at once.
+        work = work | 'AfterTotal' >> beam.Map(lambda file, _: file, beam.pvalue.AsSingleton(total))
+    decoded = (work
                | 'Paths' >> beam.Map(lambda file: (file, file.uri))
                | 'DecodeImages' >> image_decoding.DecodeImages(input_spec, config.max_pixels))
     decode_errors = decoded.errors | 'DecodeErrorRows' >> beam.MapTuple(
@@ -309,9 +332,8 @@ def build(pipeline, config, context, input_spec, progress=False, look=True):
 
     images = decoded.images
     reused_parts = []
-    if config.incremental:
-        old = _history(pipeline, 'CaptionsByHash', config.output, schema.CAPTIONS_DIR, schema.REUSE_COLUMNS,
-                       context.model_id, look)
+    if config.incremental and history is not None:
+        old = _history(pipeline, held, 'CaptionsByHash', history.captions, schema.REUSE_COLUMNS, context.model_id)
         reuse = ({'new': images | 'ByHash' >> beam.MapTuple(lambda file, image: (image.sha256, (file, image))),
                   'old': old | 'OldByHash' >> beam.Map(lambda row: (row[schema.SHA256], row))}
                  | 'GroupByHash' >> beam.CoGroupByKey()
@@ -334,8 +356,12 @@ def build(pipeline, config, context, input_spec, progress=False, look=True):
     error_rows = ((*match_errors, decode_errors, infer_errors, rows[_CaptionRows.ERRORS])
                   | 'AllErrors' >> beam.Flatten())
     if progress:
-        _ = ((caption_rows, error_rows) | 'Done' >> beam.Flatten()
-             | 'Progress' >> beam.ParDo(_Progress()))
+        # Counted where each image ends, in the step that ends it: a Flatten of
+        # steps would make the runner count only once all of them are done.
+        for label, ended in (('Captioned', rows.rows), ('NoCaption', rows[_CaptionRows.ERRORS]),
+                             ('DecodeFailed', decode_errors), ('InferFailed', infer_errors),
+                             *((f'Reused{i}', part) for i, part in enumerate(reused_parts))):
+            _ = ended | f'Progress{label}' >> beam.ParDo(caption_progress.Tick(progress))
 
     counts = ([caption_rows | 'CountCaptioned' >> beam.ParDo(_Count(manifest.CAPTIONED)),
                caption_rows | 'CountReused' >> beam.ParDo(_Count(manifest.REUSED, lambda row: int(row[schema.REUSED]))),
@@ -425,13 +451,33 @@ def _check_inputs(config):
         raise FileNotFoundError(f'--input-list {config.input_list} does not exist')
 
 
-def run_config(config, beam_args=()):
+def _where(options, run_id):
+    """Where the run holds its lease: this host and process, or its Dataflow job (named after the run if unnamed)."""
+    if beam_options.is_local(options):
+        return lease_lib.local_where()
+    cloud = options.view_as(GoogleCloudOptions)
+    if not cloud.job_name:
+        cloud.job_name = 'img2txt-caption-' + ''.join(c if c.isalnum() else '-' for c in run_id.lower()).strip('-')
+    return f'Dataflow job {cloud.job_name} (project {cloud.project}, region {cloud.region})'
+
+
+def run_config(config, beam_args=(), progress_every_seconds=caption_progress.EVERY_SECONDS):
     """Runs the caption pipeline; returns the run manifest (None when the job was only built or submitted).
 
     A Dataflow dry run (``--dry_run``) only builds and validates the job graph;
     a Dataflow Flex Template launch (``--template_location`` set, or the
     launcher's ``FLEX_TEMPLATE_*`` environment) submits it without waiting:
     the job writes its own manifest when it ends.
+
+    With ``config.lease``, a local run takes the output's lease here, before
+    anything else, and releases it when it ends (even by an error); a Dataflow
+    job takes it in its first step and releases it in its last, and the
+    launching process only checks that no other run holds it. A local run
+    prints its progress every ``progress_every_seconds``.
+
+    Raises:
+      lease.LeaseHeldError: another run holds the output's lease.
+      caption_history.DamagedOutputError: (incremental) files of earlier runs are damaged.
     """
     started = _now()
     run_id = config.run_id or started.strftime('%Y%m%dT%H%M%S.') + f'{started.microsecond // 1000:03d}Z'
@@ -445,27 +491,49 @@ def run_config(config, beam_args=()):
     manifest_path = FileSystems.join(config.output, schema.manifest_path(run_id))
     # A dry run builds the graph only, offline: it looks at neither inputs nor output.
     look = not beam_options.is_dry_run(options)
-    if look:
-        _check_inputs(config)
-        if FileSystems.exists(manifest_path) or FileSystems.match(
-                [FileSystems.join(config.output, schema.partition(schema.CAPTIONS_DIR, run_id), '*')],
-                limits=[1])[0].metadata_list:
-            raise FileExistsError(f'run {run_id} already exists under {config.output}; pass another --run-id')
+    local = beam_options.is_local(options)
+    lease = (lease_lib.Lease(config.output, run_id, started.isoformat(), _where(options, run_id),
+                             config.lease_timeout_seconds) if config.lease else None)
+    with contextlib.ExitStack() as cleanup:
+        if look:
+            _check_inputs(config)
+            if lease and local:
+                lease.acquire()
+                cleanup.callback(lease.release)  # also when the run fails: the next one need not wait
+                lease.keep_alive()
+            elif lease:
+                lease.check()
+            if FileSystems.exists(manifest_path) or FileSystems.match(
+                    [FileSystems.join(config.output, schema.partition(schema.CAPTIONS_DIR, run_id), '*')],
+                    limits=[1])[0].metadata_list:
+                raise FileExistsError(f'run {run_id} already exists under {config.output}; pass another --run-id')
+        history = None
+        if config.incremental:
+            history = (caption_history.scan(config.output, config.redo_damaged_runs) if look
+                       else caption_history.History([], [], []))
+        progress = None
+        if local and look:
+            progress = tempfile.mkdtemp(prefix='img2txt-progress-')
+            cleanup.callback(shutil.rmtree, progress, ignore_errors=True)
 
-    pipeline = beam.Pipeline(options=options)
-    outputs = build(pipeline, config, context, input_spec, progress=beam_options.is_local(options), look=look)
-    captions_files = _write_rows(outputs.captions, 'WriteCaptions', config.output, schema.CAPTIONS_DIR, run_id,
-                                 schema.CAPTIONS_SCHEMA)
-    errors_files = _write_rows(outputs.errors, 'WriteErrors', config.output, schema.ERRORS_DIR, run_id,
-                               schema.ERRORS_SCHEMA)
-    beam_flags = list(beam_args)
-    _ = (outputs.counts
-         | 'Manifest' >> beam.Map(_manifest, beam.pvalue.AsList(captions_files), beam.pvalue.AsList(errors_files),
-                                  config, context, started, beam_flags)
-         | 'WriteManifest' >> beam.Map(lambda document: storage.write_bytes(manifest_path, manifest.dumps(document).encode('utf-8'),
-                                                                    'application/json')))
-    result = pipeline.run()
-    if not look or beam_options.is_template_launch(options):
-        return None
-    result.wait_until_finish()
+        pipeline = beam.Pipeline(options=options)
+        outputs = build(pipeline, config, context, input_spec, history=history, lease=lease, progress=progress)
+        captions_files = _write_rows(outputs.captions, 'WriteCaptions', config.output, schema.CAPTIONS_DIR, run_id,
+                                     schema.CAPTIONS_SCHEMA)
+        errors_files = _write_rows(outputs.errors, 'WriteErrors', config.output, schema.ERRORS_DIR, run_id,
+                                   schema.ERRORS_SCHEMA)
+        beam_flags = list(beam_args)
+        written = (outputs.counts
+                   | 'Manifest' >> beam.Map(_manifest, beam.pvalue.AsList(captions_files),
+                                            beam.pvalue.AsList(errors_files), config, context, started, beam_flags)
+                   | 'WriteManifest' >> beam.Map(lambda document: storage.write_bytes(
+                       manifest_path, manifest.dumps(document).encode('utf-8'), 'application/json')))
+        if lease:
+            _ = written | 'ReleaseLease' >> beam.ParDo(lease_lib.Release(lease))
+        if progress:
+            cleanup.enter_context(caption_progress.Reporter(progress, progress_every_seconds))
+        result = pipeline.run()
+        if not look or beam_options.is_template_launch(options):
+            return None
+        result.wait_until_finish()
     return manifest.validate(json.loads(storage.read_bytes(manifest_path)), 'caption')

@@ -3,6 +3,8 @@
 - No network: an audit hook refuses DNS lookups and connections to anything
   but loopback with NetworkAccessError, so a stray download or cloud call
   fails at once instead of hanging or retrying (subprocesses are not covered).
+- The GCS emulator answers generation preconditions (``ifGenerationMatch``)
+  as GCS does, which gcp-storage-emulator itself ignores: leases rely on them.
 - Google auth never probes the GCE metadata server or reads the user's gcloud
   config: Application Default Credentials are a fake user token that never
   expires. Without it every process that touches ``gs://`` first spends about
@@ -161,9 +163,45 @@ class GcsEmulator:
 
 
 # Runs the emulator until its stdin closes, which also happens when the test process dies.
+# gcp-storage-emulator ignores GCS's generation preconditions (ifGenerationMatch), which
+# a lease needs (create only if absent, replace only if unchanged); the wrapper below
+# answers them as GCS documents, 412 when they do not hold. The emulator serves one
+# request at a time, so each check and the write after it are atomic.
 _EMULATOR_MAIN = """
 import os, sys, threading
+from http import HTTPStatus
+from gcp_storage_emulator import server as emulator
+from gcp_storage_emulator.exceptions import NotFound
 from gcp_storage_emulator.server import create_server
+
+def object_name(request):
+    params = request.params or {}
+    if params.get('object_id'):
+        return params['object_id']
+    if 'name' in request.query:
+        return request.query['name'][0]
+    data = request.data
+    return data['meta'].get('name') if isinstance(data, dict) and isinstance(data.get('meta'), dict) else None
+
+def with_preconditions(handler):
+    def checked(request, response, storage, *args, **kwargs):
+        wanted = request.query.get('ifGenerationMatch')
+        if wanted is not None:
+            try:
+                current = storage.get_file_obj(request.params['bucket_name'], object_name(request))['generation']
+            except (NotFound, KeyError):
+                current = '0'
+            if str(current) != wanted[0]:
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                message = 'At least one of the pre-conditions you specified did not hold.'
+                response.json({'error': {'code': 412, 'message': message,
+                                         'errors': [{'reason': 'conditionNotMet', 'message': message}]}})
+                return None
+        return handler(request, response, storage, *args, **kwargs)
+    return checked
+
+emulator.HANDLERS = tuple((regex, {method: with_preconditions(handler) for method, handler in handlers.items()})
+                          for regex, handlers in emulator.HANDLERS)
 server = create_server('127.0.0.1', int(sys.argv[1]), in_memory=True)
 threading.Thread(target=server.start, daemon=True).start()
 sys.stdin.read()

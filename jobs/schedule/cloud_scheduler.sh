@@ -2,6 +2,11 @@
 # Cloud Scheduler: launch the img2txt caption Flex Template every night at 02:30 (incremental).
 # Needs a service account allowed to launch Dataflow jobs (roles/dataflow.developer) and to read
 # and write the buckets. The template is built from jobs/dataflow/ (see README, "Scheduling").
+# Cloud Scheduler only submits the launch. When last night's job still holds the output's lease
+# (gs://my-bucket/captions/lease.json), tonight's is skipped, still running: the launcher exits with
+# status 75 and the line "img2txt caption: skipped: ... is leased by run ..." in the launch's log, or,
+# had both jobs started at once, the later job fails at its first step with that line. Nothing is written
+# either way, and the next night catches up.
 set -euo pipefail
 PROJECT=${PROJECT:-my-project}
 REGION=${REGION:-us-central1}

@@ -39,3 +39,10 @@ def test_a_template_launch_does_not_wait(monkeypatch):
     assert not beam_options.is_template_launch(PipelineOptions([]))
     monkeypatch.setenv('FLEX_TEMPLATE_PYTHON_PY_FILE', os.path.join(TEMPLATE, 'caption_template.py'))
     assert beam_options.is_template_launch(PipelineOptions([]))
+
+
+def test_the_schedules_treat_a_run_skipped_for_the_lease_as_skipped():
+    schedules = os.path.join(os.path.dirname(img2txt.__file__), 'jobs', 'schedule')
+    [line] = [line for line in open(os.path.join(schedules, 'crontab')) if not line.startswith('#')]
+    assert line.rstrip().endswith(f'|| [ $? -eq {caption.EXIT_LEASE_HELD} ]')
+    assert caption.EXIT_LEASE_HELD not in (0, 1, 2, 130)  # cli.main's other statuses

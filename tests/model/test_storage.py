@@ -65,3 +65,21 @@ def test_the_last_file_is_written_after_all_others(tree, tmp_path, monkeypatch):
     storage.upload_tree(str(root), str(tmp_path / 'out'), last='saved_model.pb')
     assert len(created) == len(files) and created[-1] == 'saved_model.pb'
     assert {path: (tmp_path / 'out' / path).read_bytes() for path in files} == files
+
+
+@pytest.mark.parametrize('where', ['local', 'gcs'])
+def test_versioned_writes_happen_only_where_the_file_is_as_expected(where, tmp_path, request):
+    folder = str(tmp_path / 'new') if where == 'local' else f'gs://{request.getfixturevalue("gcs_bucket")}/new'
+    path = f'{folder}/lease.json'
+    assert storage.read_versioned(path) == (None, None)
+    first = storage.create_if_absent(path, b'one')
+    assert first is not None and storage.read_versioned(path) == (b'one', first)
+    assert storage.create_if_absent(path, b'two') is None and storage.read_bytes(path) == b'one'
+    second = storage.replace_if(path, b'two', first)
+    assert second is not None and second != first and storage.read_bytes(path) == b'two'
+    assert storage.replace_if(path, b'three', first) is None and storage.read_bytes(path) == b'two'
+    assert not storage.delete_if(path, first) and storage.read_bytes(path) == b'two'
+    assert storage.delete_if(path, second) and storage.read_versioned(path) == (None, None)
+    assert storage.replace_if(path, b'four', second) is None and storage.read_versioned(path) == (None, None)
+    if where == 'local':
+        assert os.listdir(tmp_path / 'new') == []  # no temporary file left behind

@@ -1,8 +1,16 @@
 """The caption pipeline end to end: a real exported captioner, real photos and bad files, real Parquet."""
+import datetime
 import glob
 import json
 import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 
 import apache_beam as beam
 import duckdb
@@ -16,11 +24,12 @@ from PIL import Image
 
 from captioner_data import CAPTIONS, encoded, photo, png_declaring
 from dataflow_flags import DATAFLOW_DRY_RUN
-from img2txt.jobs import cli
+import img2txt
+from img2txt.jobs import caption as caption_job, cli
 from img2txt.model import export
 from img2txt.model.captioner import Captioner
 from img2txt.pipelines import beam_options, caption
-from img2txt.schemas import captioner, captions as schema, manifest
+from img2txt.schemas import captioner, captions as schema, lease as lease_schema, manifest
 
 # File name → the photo it holds, in unusual but valid dress.
 GOOD = {
@@ -225,6 +234,7 @@ def test_reads_photos_and_writes_parquet_on_gcs(model, photos, gcs, gcs_bucket):
     assert result[manifest.COUNTS] == {'matched': 3, 'skipped': 0, 'captioned': 2, 'reused': 0, 'failed': 1}
     names = sorted(blob.name for blob in bucket.list_blobs(prefix='captioned/'))
     assert 'captioned/runs/cloud.json' in names
+    assert f'captioned/{lease_schema.FILE_NAME}' not in names  # held while it ran, released at its end
     [part] = [n for n in names if n.startswith('captioned/captions/run=cloud/')]
     table = pq.read_table(pa.BufferReader(bucket.blob(part).download_as_bytes()))
     assert sorted(zip(table.column(schema.URI).to_pylist(), table.column(schema.CAPTION).to_pylist())) == [
@@ -232,11 +242,30 @@ def test_reads_photos_and_writes_parquet_on_gcs(model, photos, gcs, gcs_bucket):
         (f'gs://{gcs_bucket}/albums/2026/coffee.jpg', CAPTIONS['coffee'])]
 
 
-def test_cli_dataflow_dry_run_builds_the_job_graph_offline(model, photos, capsys):
+def test_cli_dataflow_dry_run_builds_the_job_graph_offline(model, photos, capsys, monkeypatch):
+    jobs = []
+    run = beam.Pipeline.run
+
+    def run_and_keep_the_job(pipeline, *args, **kwargs):
+        result = run(pipeline, *args, **kwargs)
+        jobs.append(result.job)  # Pipeline.run runs a copy made from its runner API proto: the last is the job
+        return result
+
+    monkeypatch.setattr(beam.Pipeline, 'run', run_and_keep_the_job)
     status = cli.main(['caption', '--model', model[0], '--input', str(photos / '*.jpg'),
                        '--output', 'gs://img2txt-test/captions', '--incremental', *DATAFLOW_DRY_RUN])
     assert status == 0
     assert 'dry run' in capsys.readouterr().out
+    # The job itself holds the lease: its first step takes it, the steps that read the output or start the
+    # work wait for it, the workers heartbeat it and the last step releases it.
+    job = jobs[-1]
+    transforms = {t.unique_name: t for t in job.proto_pipeline.components.transforms.values()}
+    [held] = transforms['HoldLease/AcquireLease'].outputs.values()
+    for step in ('Globs', 'CaptionKeysFiles', 'ErrorKeysFiles', 'CaptionsByHashFiles'):
+        assert list(transforms[step].inputs.values()) == [held], step
+    assert 'KeepLease' in transforms and 'ReleaseLease' in transforms
+    [written] = transforms['WriteManifest'].outputs.values()
+    assert list(transforms['ReleaseLease'].inputs.values()) == [written]
 
 
 def test_cli_errors_are_one_line(model, tmp_path, capsys):
@@ -294,3 +323,176 @@ def test_describe_takes_an_attention_export(attention_captioner, photos, capsys)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f'Captions for {photos / "rocket"}:' and lines[1].startswith(f'  0) {CAPTIONS["rocket"]} (p=')
     assert len(lines) == 2
+
+
+def caption_args(model, inputs, output, *flags):
+    """``img2txt caption``'s argv for ``inputs`` into ``output``."""
+    return ['caption', '--model', model[0], *(arg for path in inputs for arg in ('--input', str(path))),
+            '--output', str(output), '--batch-size', '4', *flags]
+
+
+def wait_for(condition, seconds=180):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f'waited {seconds} s'
+        time.sleep(0.02)
+
+
+def lines_of(stream, prefix):
+    return [line for line in stream.splitlines() if line.startswith(prefix)]
+
+
+def captioned_uris(output):
+    return sorted(row[schema.URI] for row in read_rows(output, schema.CAPTIONS_DIR))
+
+
+def test_overlapping_runs_the_second_is_skipped_naming_the_first_and_nothing_is_captioned_twice(
+        model, photos, tmp_path, capsys):
+    output = tmp_path / 'out'
+    results = {}
+    first = threading.Thread(target=lambda: results.update(first=caption.run_config(
+        config(model, [str(photos / '*')], output, incremental=True, run_id='first'))))
+    first.start()
+    try:
+        wait_for(lambda: (output / lease_schema.FILE_NAME).exists() or not first.is_alive())
+        assert first.is_alive()
+        status = cli.main(caption_args(model, [photos / '*'], output, '--incremental', '--run-id', 'second'))
+        still_running = first.is_alive()
+    finally:
+        first.join()
+    assert still_running, 'the first run ended before the second one started: no overlap was tested'
+    assert status == caption_job.EXIT_LEASE_HELD == 75
+    [line] = lines_of(capsys.readouterr().err, 'img2txt caption:')
+    started = results['first'][manifest.STARTED_AT]
+    assert line.startswith(f'img2txt caption: skipped: {output} is leased by run first, started {started} on host '
+                           f'{socket.gethostname()}, pid {os.getpid()} (last heartbeat ')
+    assert results['first'][manifest.COUNTS] == {'matched': 12, 'skipped': 0, 'captioned': 5, 'reused': 0,
+                                                 'failed': 7}
+    assert not (output / 'runs' / 'second.json').exists() and not glob.glob(str(output / '*' / 'run=second'))
+    assert not (output / lease_schema.FILE_NAME).exists()  # released when the first run ended
+
+    rerun = caption.run_config(config(model, [str(photos / '*')], output, incremental=True, run_id='rerun'))
+    assert rerun[manifest.COUNTS] == {'matched': 12, 'skipped': 12, 'captioned': 0, 'reused': 0, 'failed': 0}
+    assert captioned_uris(output) == sorted(str(photos / name) for name in GOOD)
+
+
+def test_a_killed_run_blocks_the_output_no_longer_than_its_lease_timeout(model, photos, tmp_path, capsys):
+    output = tmp_path / 'out'
+    args = caption_args(model, [photos / '*'], output, '--incremental', '--lease-timeout-seconds', '5')
+    with open(tmp_path / 'killed.log', 'wb') as log:
+        killed = subprocess.Popen([sys.executable, '-m', 'img2txt.jobs.cli', *args, '--run-id', 'killed'],
+                                  stdout=log, stderr=log)
+        try:
+            wait_for(lambda: (output / lease_schema.FILE_NAME).exists() or killed.poll() is not None)
+            time.sleep(1)  # at work
+        finally:
+            killed.send_signal(signal.SIGKILL)
+            killed.wait()
+    assert killed.returncode == -signal.SIGKILL, (tmp_path / 'killed.log').read_text()
+    lease = json.loads((output / lease_schema.FILE_NAME).read_text())
+    assert lease[lease_schema.RUN_ID] == 'killed'
+
+    assert cli.main(args + ['--run-id', 'too-soon']) == caption_job.EXIT_LEASE_HELD
+    assert lines_of(capsys.readouterr().err, 'img2txt caption: skipped: ')
+    expires = lease_schema.timestamp(lease, lease_schema.HEARTBEAT_AT) + datetime.timedelta(seconds=5)
+    time.sleep(max(0.0, (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) + 0.2)
+
+    assert cli.main(args + ['--run-id', 'after']) == 0
+    err = capsys.readouterr().err
+    assert f'took over the lease on {output} from run killed' in err
+    assert not (output / lease_schema.FILE_NAME).exists()
+    assert captioned_uris(output) == sorted(str(photos / name) for name in GOOD)  # nothing twice
+
+
+def test_a_local_run_shows_its_progress_while_it_works(model, photos, tmp_path, capfd):
+    caption.run_config(config(model, [str(photos / '*')], tmp_path, run_id='watched'), progress_every_seconds=0.2)
+    err = capfd.readouterr().err
+    working = [line for line in err.splitlines() if re.fullmatch(
+        r'caption: \d+/12 images, \d+\.\d images/s, (about \d+ s left|time left not known yet)', line)]
+    assert working, err
+    assert re.search(r'^caption: 12/12 images done in \d+ s, \d+\.\d images/s$', err, re.MULTILINE), err
+
+
+def test_readers_count_each_photo_once_even_when_runs_overlapped(model, photos, tmp_path):
+    inputs = [str(photos / 'coffee.jpg'), str(photos / 'rocket')]
+    # What two overlapping runs leave (--no-lease): both captioned the same photos.
+    for run_id in ('night', 'overlap'):
+        caption.run_config(config(model, inputs, tmp_path, run_id=run_id, lease=False))
+    assert len(read_rows(tmp_path, schema.CAPTIONS_DIR)) == 4
+    readme = open(os.path.join(os.path.dirname(img2txt.__file__), 'README.md')).read()
+    [query] = [block for block in re.findall(r'```sql\n(.*?)```', readme, re.DOTALL) if block.startswith('-- duckdb')]
+    connection = duckdb.connect()
+    *views, select = [statement for statement in query.replace("'captions/captions/", f"'{tmp_path}/captions/")
+                      .split(';') if statement.strip()]
+    for statement in views:
+        connection.execute(statement)
+    rows = connection.execute(select).fetchall()
+    assert sorted((uri, caption_) for _, uri, caption_, _ in rows) == [
+        (str(photos / 'coffee.jpg'), CAPTIONS['coffee']), (str(photos / 'rocket'), CAPTIONS['rocket'])]
+    assert {run for run, *_ in rows} == {'night'}  # the first captioned
+
+
+@pytest.fixture(scope='module')
+def earlier_run(model, photos, tmp_path_factory):
+    """An output holding one incremental run, r1, of three files: two captioned, one failed."""
+    output = tmp_path_factory.mktemp('earlier') / 'out'
+    caption.run_config(config(model, DAMAGE_INPUTS(photos), output, incremental=True, run_id='r1'))
+    return output
+
+
+def DAMAGE_INPUTS(photos):  # noqa: N802
+    return [str(photos / 'coffee.jpg'), str(photos / 'rocket'), str(photos / 'notes.jpg')]
+
+
+def damage(output, case):
+    """Damages ``output`` as ``case`` says; returns (the damaged file, its run, the start of the reason given)."""
+    [captions_part] = glob.glob(str(output / schema.partition(schema.CAPTIONS_DIR, 'r1') / '*.parquet'))
+    [errors_part] = glob.glob(str(output / schema.partition(schema.ERRORS_DIR, 'r1') / '*.parquet'))
+    if case == 'truncated':
+        data = open(captions_part, 'rb').read()
+        open(captions_part, 'wb').write(data[:len(data) // 2])
+        return captions_part, 'r1', 'truncated or not Parquet (ArrowInvalid: Parquet magic bytes not found in footer'
+    if case == 'another schema':
+        foreign = output / schema.partition(schema.CAPTIONS_DIR, 'imported') / 'photos.parquet'
+        foreign.parent.mkdir(parents=True)
+        pq.write_table(pa.table({'uri': ['a.jpg'], 'caption': ['a dog'], 'size_bytes': ['12 kB']}), foreign)
+        return str(foreign), 'imported', ('another schema: it lacks the columns modified_at, model_id, sha256, width, '
+                                          'height, log_prob, confidence, candidates')
+    if case == 'empty':
+        open(errors_part, 'wb').close()
+        return errors_part, 'r1', 'empty file (0 bytes), not Parquet'
+    assert case == 'manifest without its partition'
+    shutil.rmtree(output / schema.partition(schema.CAPTIONS_DIR, 'r1'))
+    return (str(output / schema.manifest_path('r1')), 'r1',
+            f"its run's partition is missing 1 of the 2 Parquet files it lists, e.g. {captions_part}")
+
+
+@pytest.mark.parametrize('case', ['truncated', 'another schema', 'empty', 'manifest without its partition'])
+def test_damaged_files_of_earlier_runs_are_named_and_nothing_is_captioned(case, earlier_run, model, photos, tmp_path,
+                                                                          capsys):
+    output = tmp_path / 'out'
+    shutil.copytree(earlier_run, output)
+    path, run, reason = damage(output, case)
+    args = caption_args(model, DAMAGE_INPUTS(photos), output, '--incremental')
+    assert cli.main(args + ['--run-id', 'stopped']) == 2
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err
+    first, *named = err.rstrip('\n').splitlines()
+    assert first == (f'img2txt caption: error: 1 damaged file of earlier runs under {output}; nothing was captioned. '
+                     "Restore or remove them, or pass --redo-damaged-runs to caption those runs' photos again:")
+    assert len(named) == 1 and named[0].startswith(f'  {path}: {reason}'), named
+    assert not glob.glob(str(output / '*' / 'run=stopped')) and not (output / 'runs' / 'stopped.json').exists()
+    assert not (output / lease_schema.FILE_NAME).exists()
+
+    # Asked to, the run captions the damaged run's photos again, and says so.
+    assert cli.main(args + ['--run-id', 'redone', '--redo-damaged-runs']) == 0
+    err = capsys.readouterr().err
+    assert f'{path}: {reason}' in err and f'run {run} is left out: its photos are captioned again' in err
+    counts = json.loads((output / 'runs' / 'redone.json').read_text())[manifest.COUNTS]
+    redone = {'matched': 3, 'skipped': 0, 'captioned': 2, 'reused': 0, 'failed': 1}
+    assert counts == (redone if run == 'r1' else {**redone, 'skipped': 3, 'captioned': 0, 'failed': 0})
+
+
+def test_redoing_damaged_runs_needs_an_incremental_run(model, photos, tmp_path):
+    with pytest.raises(ValueError, match='^--redo-damaged-runs applies to --incremental runs'):
+        config(model, [str(photos / '*')], tmp_path, redo_damaged_runs=True)
