@@ -48,7 +48,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 import img2txt
 from img2txt.model import captioner as captioner_lib, storage
-from img2txt.pipelines import beam_options, caption_history, caption_progress, image_decoding, lease as lease_lib
+from img2txt.pipelines import beam_options, caption_history, image_decoding, lease as lease_lib, progress as progress_lib
 from img2txt.pipelines.model_handlers import CaptionerModelHandler
 from img2txt.schemas import captions as schema, errors, lease as lease_schema, manifest
 
@@ -279,7 +279,7 @@ def build(pipeline, config, context, input_spec, history=None, lease=None, progr
         (``caption_history.scan``); None reads none.
       lease: a ``lease.Lease`` the job takes in its first step, before it reads
         anything under the output, and keeps alive from the workers; None for none.
-      progress: a local folder where the steps count progress (``caption_progress``),
+      progress: a local folder where the steps count progress (``progress``),
         or None; also prints what each glob matches.
 
     Returns:
@@ -320,7 +320,7 @@ def build(pipeline, config, context, input_spec, history=None, lease=None, progr
         work = work | 'KeepLease' >> beam.ParDo(lease_lib.KeepAlive(lease))
     if progress:
         total = (todo.files | 'CountToDo' >> beam.combiners.Count.Globally()
-                 | 'ProgressTotal' >> beam.ParDo(caption_progress.Total(progress)))
+                 | 'ProgressTotal' >> beam.ParDo(progress_lib.Total(progress)))
         # The side input makes the runner count the files before it starts on them, so the total shows at once.
         work = work | 'AfterTotal' >> beam.Map(lambda file, _: file, beam.pvalue.AsSingleton(total))
     decoded = (work
@@ -361,7 +361,7 @@ def build(pipeline, config, context, input_spec, history=None, lease=None, progr
         for label, ended in (('Captioned', rows.rows), ('NoCaption', rows[_CaptionRows.ERRORS]),
                              ('DecodeFailed', decode_errors), ('InferFailed', infer_errors),
                              *((f'Reused{i}', part) for i, part in enumerate(reused_parts))):
-            _ = ended | f'Progress{label}' >> beam.ParDo(caption_progress.Tick(progress))
+            _ = ended | f'Progress{label}' >> beam.ParDo(progress_lib.Tick(progress))
 
     counts = ([caption_rows | 'CountCaptioned' >> beam.ParDo(_Count(manifest.CAPTIONED)),
                caption_rows | 'CountReused' >> beam.ParDo(_Count(manifest.REUSED, lambda row: int(row[schema.REUSED]))),
@@ -461,7 +461,7 @@ def _where(options, run_id):
     return f'Dataflow job {cloud.job_name} (project {cloud.project}, region {cloud.region})'
 
 
-def run_config(config, beam_args=(), progress_every_seconds=caption_progress.EVERY_SECONDS):
+def run_config(config, beam_args=(), progress_every_seconds=progress_lib.EVERY_SECONDS):
     """Runs the caption pipeline; returns the run manifest (None when the job was only built or submitted).
 
     A Dataflow dry run (``--dry_run``) only builds and validates the job graph;
@@ -531,7 +531,7 @@ def run_config(config, beam_args=(), progress_every_seconds=caption_progress.EVE
         if lease:
             _ = written | 'ReleaseLease' >> beam.ParDo(lease_lib.Release(lease))
         if progress:
-            cleanup.enter_context(caption_progress.Reporter(progress, progress_every_seconds))
+            cleanup.enter_context(progress_lib.Reporter(progress, progress_every_seconds))
         result = pipeline.run()
         if not look or beam_options.is_template_launch(options):
             return None

@@ -26,6 +26,7 @@ so train, val and test share ids. Output, under ``--output`` (local or gs://)::
 Counts add up: images read = images written + images failed, and likewise
 for captions; the manifest records all of them.
 """
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -50,7 +51,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 import img2txt
 from img2txt.model import encoders, input_spec, storage
 from img2txt.model.tokenizer import tokenize
-from img2txt.pipelines import beam_options, datasets, image_decoding
+from img2txt.pipelines import beam_options, datasets, image_decoding, progress as progress_lib
 from img2txt.pipelines.model_handlers import EncoderModelHandler
 from img2txt.schemas import errors, manifest, training_records, transform, vocabulary
 
@@ -238,7 +239,7 @@ class PreprocessOutputs:
     counts: beam.PCollection    # one dict of counts
 
 
-def build(pipeline, config, encoder, transform_dir, temp_dir):
+def build(pipeline, config, encoder, transform_dir, temp_dir, progress=None):
     """Adds the preprocess steps to ``pipeline``.
 
     Args:
@@ -249,6 +250,8 @@ def build(pipeline, config, encoder, transform_dir, temp_dir):
         folder when the runner is local, so TensorFlow's file system never has
         to reach GCS; ``run`` copies it to the output).
       temp_dir: tf.Transform's scratch folder.
+      progress: a local folder where the steps count the images read and those encoded or failed
+        (``progress``), for a local run's progress lines; None: no counting.
 
     Returns:
       ``PreprocessOutputs``.
@@ -267,6 +270,13 @@ def build(pipeline, config, encoder, transform_dir, temp_dir):
                               | 'Encode' >> RunInference(handler).with_exception_handling())
     features = encoded | 'Features' >> beam.MapTuple(lambda image_id, result: (image_id, result.inference[0]))
     encode_errors = encode_failed.failed_inferences | 'EncodeErrors' >> beam.FlatMap(_encode_failures)
+    if progress:
+        # Encoding is most of the work: an image is done when it is encoded or has failed.
+        _ = (dataset.images | 'ProgressCount' >> beam.combiners.Count.Globally()
+             | 'ProgressTotal' >> beam.ParDo(progress_lib.Total(progress)))
+        for label, ended in (('Encoded', encoded), ('DecodeFailed', decoded.errors),
+                             ('EncodeFailed', encode_failed.failed_inferences)):
+            _ = ended | f'Progress{label}' >> beam.ParDo(progress_lib.Tick(progress))
 
     joined = ({'captions': captions, 'features': features}
               | 'GroupByImage' >> beam.CoGroupByKey()
@@ -350,8 +360,11 @@ def _write_text(path, text):
     storage.write_bytes(path, text.encode('utf-8'), 'text/plain')
 
 
-def run_config(config, beam_args=()):
-    """Runs the preprocess pipeline for ``config``; returns the manifest (None for a Dataflow dry run)."""
+def run_config(config, beam_args=(), progress_every_seconds=progress_lib.EVERY_SECONDS):
+    """Runs the preprocess pipeline for ``config``; returns the manifest (None for a Dataflow dry run).
+
+    A local run prints its progress (images encoded or failed of those read) every ``progress_every_seconds``.
+    """
     started = datetime.datetime.now(datetime.timezone.utc)
     options = beam_options.pipeline_options(list(beam_args))
     local = beam_options.is_local(options)
@@ -370,11 +383,16 @@ def run_config(config, beam_args=()):
         encoder = encoders.load(config.encoder, weights=config.encoder_weights, spatial_layer=config.spatial_layer,
                                 resize_mode=config.resize)
         pipeline = beam.Pipeline(options=options)
-        outputs = build(pipeline, config, encoder, transform_dir, temp_dir)
+        progress = os.path.join(scratch, 'progress') if local and not dry_run else None
+        if progress:
+            os.makedirs(progress)
+        outputs = build(pipeline, config, encoder, transform_dir, temp_dir, progress)
         _ = (outputs.counts | 'CountsJson' >> beam.Map(json.dumps, sort_keys=True)
              | 'WriteCounts' >> beam.io.WriteToText(counts_path, num_shards=1, shard_name_template=''))
-        result = pipeline.run()
-        result.wait_until_finish()
+        with (progress_lib.Reporter(progress, progress_every_seconds, job='preprocess') if progress
+              else contextlib.nullcontext()):
+            result = pipeline.run()
+            result.wait_until_finish()
         if dry_run:
             return None
         if staged:

@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 
 import apache_beam as beam
 import numpy as np
@@ -269,3 +270,15 @@ def test_bad_options_are_one_line_errors(dataset, tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.jsonl'):
         preprocess.run_config(preprocess.PreprocessConfig(
             dataset='jsonl', captions=str(tmp_path / 'nope.jsonl'), images=str(images), output=str(tmp_path)))
+
+
+def test_a_local_run_shows_its_progress_while_it_works(dataset, tmp_path, capfd):
+    captions, images, _ = dataset
+    preprocess.run_config(preprocess.PreprocessConfig(dataset='jsonl', captions=str(captions), images=str(images),
+                                                      output=str(tmp_path / 'out')), progress_every_seconds=0.2)
+    err = capfd.readouterr().err
+    # Every image read ends encoded or failed: 13 encoded, the missing and the corrupt one failed.
+    working = [line for line in err.splitlines() if re.fullmatch(
+        r'preprocess: \d+/15 images, \d+\.\d images/s, (about \d+ s left|time left not known yet)', line)]
+    assert working, err
+    assert re.search(r'^preprocess: 15/15 images done in \d+ s, \d+\.\d images/s$', err, re.MULTILINE), err

@@ -1,4 +1,4 @@
-"""Progress of a local caption run, shown while it works: done/total, images/s and the time left.
+"""Progress of a local pipeline run (caption, preprocess), shown while it works: done/total, images/s, time left.
 
 The steps count into small files in a local folder (``Total`` once the
 files to caption are known, ``Tick`` for each image that ends captioned or
@@ -94,10 +94,11 @@ def _duration(seconds):
 
 
 class Reporter:
-    """Prints the progress counted in ``folder`` on ``stream`` from a thread, until ``stop``."""
+    """Prints the progress counted in ``folder`` on ``stream`` from a thread, until ``stop``; ``job`` starts each line."""
 
-    def __init__(self, folder, every_seconds=EVERY_SECONDS, stream=None):
+    def __init__(self, folder, every_seconds=EVERY_SECONDS, stream=None, job='caption'):
         self._folder = folder
+        self._job = job
         self._stream = stream or sys.stderr
         self._terminal = _is_terminal(self._stream)
         self._every = min(every_seconds, _TERMINAL_EVERY_SECONDS) if self._terminal else every_seconds
@@ -119,7 +120,7 @@ class Reporter:
         total, done, started = self._counts()
         if exc_type is None and total is not None:
             seconds = time.time() - started
-            self._stream.write(f'caption: {done}/{total} images done in {_duration(seconds)}, '
+            self._stream.write(f'{self._job}: {done}/{total} images done in {_duration(seconds)}, '
                                f'{done / max(seconds, 1e-9):.1f} images/s\n')
         self._stream.flush()
 
@@ -153,8 +154,8 @@ class Reporter:
         text = f'{done}/{total} images, {rate:.1f} images/s, {left}'
         if self._terminal:
             filled = _BAR_WIDTH * done // max(total, 1)
-            return f'caption: [{"#" * filled}{"." * (_BAR_WIDTH - filled)}] {text}'
-        return f'caption: {text}'
+            return f'{self._job}: [{"#" * filled}{"." * (_BAR_WIDTH - filled)}] {text}'
+        return f'{self._job}: {text}'
 
     def _loop(self):
         while not self._stop.wait(self._every):
