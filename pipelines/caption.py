@@ -150,14 +150,19 @@ def error_row(context, stage, uri, error_type, message, file=None):
     }
 
 
-def caption_row(context, file, sha256, width, height, candidates, reused):
-    """One ``schemas.captions.CAPTIONS_SCHEMA`` row; ``candidates`` are ``(caption, log_prob, words)``, best first."""
+def caption_row(context, file, sha256, width, height, candidates, reused, confidence=None):
+    """One ``schemas.captions.CAPTIONS_SCHEMA`` row; ``candidates`` are ``(caption, log_prob, words)``, best first.
+
+    ``confidence``: the earlier row's, for a reused caption (its text may have fewer words than the
+    tokens the model scored: exports older than the ``<unk>`` ban dropped it from the text); by default
+    computed from the best candidate.
+    """
     best = candidates[0]
     return {
         schema.URI: file.uri, schema.SIZE_BYTES: file.size, schema.MODIFIED_AT: _time(file.modified_us),
         schema.SHA256: sha256, schema.WIDTH: width, schema.HEIGHT: height,
         schema.CAPTION: best.caption, schema.LOG_PROB: best.log_prob,
-        schema.CONFIDENCE: schema.confidence(best.log_prob, best.words),
+        schema.CONFIDENCE: schema.confidence(best.log_prob, best.words) if confidence is None else confidence,
         schema.CANDIDATES: [{schema.CAPTION: c.caption, schema.LOG_PROB: c.log_prob} for c in candidates],
         schema.REUSED: reused, schema.MODEL_ID: context.model_id, schema.ENCODER_ID: context.encoder_id,
         schema.RUN_ID: context.run_id, schema.CAPTIONED_AT: _now(),
@@ -239,7 +244,8 @@ class _ReuseByHash(beam.DoFn):
         candidates = [captioner_lib.Candidate(c[schema.CAPTION], c[schema.LOG_PROB], len(c[schema.CAPTION].split()))
                       for c in old[schema.CANDIDATES]]
         return [beam.pvalue.TaggedOutput(self.REUSED, caption_row(
-            self._context, file, sha256, image.width, image.height, candidates, reused=True))
+            self._context, file, sha256, image.width, image.height, candidates, reused=True,
+            confidence=old[schema.CONFIDENCE]))
             for file, image in grouped['new']]
 
 

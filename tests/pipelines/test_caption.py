@@ -2,6 +2,7 @@
 import datetime
 import glob
 import json
+import math
 import os
 import re
 import shutil
@@ -27,8 +28,9 @@ from dataflow_flags import DATAFLOW_DRY_RUN
 import img2txt
 from img2txt.jobs import caption as caption_job, cli
 from img2txt.model import export
-from img2txt.model.captioner import Captioner
+from img2txt.model.captioner import Candidate, Captioner
 from img2txt.pipelines import beam_options, caption
+from img2txt.pipelines.image_decoding import DecodedImage
 from img2txt.schemas import captioner, captions as schema, lease as lease_schema, manifest
 
 # File name → the photo it holds, in unusual but valid dress.
@@ -496,3 +498,20 @@ def test_damaged_files_of_earlier_runs_are_named_and_nothing_is_captioned(case, 
 def test_redoing_damaged_runs_needs_an_incremental_run(model, photos, tmp_path):
     with pytest.raises(ValueError, match='^--redo-damaged-runs applies to --incremental runs'):
         config(model, [str(photos / '*')], tmp_path, redo_damaged_runs=True)
+
+
+def test_a_reused_row_has_the_confidence_of_the_row_it_reuses():
+    # An export older than the <unk> ban scored 5 tokens but wrote 4 words ("a dog on a <unk>" -> "a dog on a"):
+    # recounting the words of the text would give the same photo another confidence when reused.
+    context = caption.RunContext('show_and_tell@0123456789ab', 'efficientnet_lite0@x', 'earlier')
+    photo = caption.File('/photos/dog.jpg', 1000, 1_700_000_000_000_000)
+    fresh = caption.caption_row(context, photo, 'f' * 64, 640, 480,
+                                [Candidate('a dog on a', -3.0, 5), Candidate('a dog', -4.0, 2)], reused=False)
+    assert fresh[schema.CONFIDENCE] == pytest.approx(math.exp(-3.0 / 6))
+    copy = caption.File('/photos/copy-of-dog.jpg', 1000, 1_700_000_000_000_000)
+    [tagged] = caption._ReuseByHash(context._replace(run_id='later')).process(
+        ('f' * 64, {'new': [(copy, DecodedImage(None, 640, 480))], 'old': [fresh]}))
+    reused = tagged.value
+    assert reused[schema.REUSED] and reused[schema.URI] == copy.uri
+    assert reused[schema.CONFIDENCE] == fresh[schema.CONFIDENCE]
+    assert reused[schema.CANDIDATES] == fresh[schema.CANDIDATES]
