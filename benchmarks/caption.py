@@ -35,11 +35,11 @@ import numpy as np
 
 import measure
 from decode import photo_jpeg
-from img2txt.model import encoders, export, storage
+from img2txt.model import encoders, export, image_decoding, storage
 from img2txt.model.captioner import Captioner
 from img2txt.model.config import ShowAndTellConfig
 from img2txt.model.show_and_tell import ShowAndTell
-from img2txt.pipelines import caption, image_decoding
+from img2txt.pipelines import caption
 from img2txt.schemas import manifest, vocabulary
 
 DISTINCT_PHOTOS = 8

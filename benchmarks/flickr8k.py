@@ -38,9 +38,9 @@ import numpy as np
 
 import measure
 from img2txt.jobs import flickr8k as recipe
-from img2txt.model import decoders, training
+from img2txt.model import decoders, image_decoding, training
 from img2txt.model.captioner import Captioner
-from img2txt.pipelines import evaluate, image_decoding, preprocess
+from img2txt.pipelines import evaluate, preprocess
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import evaluation, flickr8k, manifest
 

@@ -33,8 +33,8 @@ import numpy as np
 from PIL import Image
 
 import measure
-from img2txt.model import encoders, storage
-from img2txt.pipelines import image_decoding, preprocess
+from img2txt.model import encoders, image_decoding, storage
+from img2txt.pipelines import preprocess
 
 WORDS = ('red', 'blue', 'green', 'dog', 'cat', 'car', 'tree', 'house', 'man', 'woman', 'beach', 'street')
 

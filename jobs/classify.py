@@ -8,8 +8,7 @@ import sys
 
 import numpy as np
 
-from img2txt.model import encoders, storage
-from img2txt.pipelines import image_decoding
+from img2txt.model import encoders, image_decoding, storage
 
 BATCH_SIZE = 32
 

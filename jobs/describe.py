@@ -10,9 +10,8 @@ import sys
 
 import numpy as np
 
-from img2txt.model import storage
+from img2txt.model import image_decoding, storage
 from img2txt.model.captioner import Captioner
-from img2txt.pipelines import image_decoding
 
 
 def register(subparsers):

@@ -39,10 +39,9 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
-from img2txt.model import decoders, storage
+from img2txt.model import decoders, image_decoding, storage
 from img2txt.model.captioner import DEFAULT_BATCH_SIZE, Candidate, Captioner, ExportInfo
 from img2txt.model.input_spec import InputSpec
-from img2txt.pipelines import image_decoding
 from img2txt.schemas import captioner, captions as schema, evaluation, manifest, training_run
 
 DEFAULT_MAX_IMAGES = 500

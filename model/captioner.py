@@ -120,7 +120,7 @@ class Captioner:
 
         Args:
           pixels: uint8 ``[N, S, S, 3]``, the encoder's input crops
-            (``pipelines.image_decoding``, with ``self.input_spec``).
+            (``model.image_decoding``, with ``self.input_spec``).
           top_k: captions per image, at most the export's beam size; default all.
 
         Returns:

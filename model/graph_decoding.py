@@ -1,6 +1,6 @@
 """Image bytes → the encoder's input crops in TensorFlow ops: the exported captioner's in-graph decoder.
 
-``decode_images`` follows ``pipelines.image_decoding.decode`` step by step, so
+``decode_images`` follows ``image_decoding.decode`` step by step, so
 that captions of bytes match those of the pipelines' pixels: JPEGs are scaled
 down in the DCT domain exactly as Pillow's draft mode does, decoded with
 libjpeg's accurate integer IDCT (Pillow's), turned by their EXIF orientation;

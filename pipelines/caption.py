@@ -48,7 +48,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 import img2txt
 from img2txt.model import captioner as captioner_lib, storage
-from img2txt.pipelines import beam_options, caption_history, image_decoding, lease as lease_lib, progress as progress_lib
+from img2txt.pipelines import beam_options, caption_history, decode_images, lease as lease_lib, progress as progress_lib
 from img2txt.pipelines.model_handlers import CaptionerModelHandler
 from img2txt.schemas import captions as schema, errors, lease as lease_schema, manifest
 
@@ -331,7 +331,7 @@ def build(pipeline, config, context, input_spec, history=None, lease=None, progr
         work = work | 'AfterTotal' >> beam.Map(lambda file, _: file, beam.pvalue.AsSingleton(total))
     decoded = (work
                | 'Paths' >> beam.Map(lambda file: (file, file.uri))
-               | 'DecodeImages' >> image_decoding.DecodeImages(input_spec, config.max_pixels))
+               | 'DecodeImages' >> decode_images.DecodeImages(input_spec, config.max_pixels))
     decode_errors = decoded.errors | 'DecodeErrorRows' >> beam.MapTuple(
         lambda file, record: error_row(context, record[errors.STAGE], file.uri, record[errors.ERROR_TYPE],
                                        record[errors.MESSAGE], file))

@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 
-from img2txt.model import decoders, evaluation, input_pipeline, storage
+from img2txt.model import decoders, evaluation, image_decoding, input_pipeline, storage
 from img2txt.model.captioner import DEFAULT_BATCH_SIZE, Captioner
-from img2txt.pipelines import datasets, image_decoding
+from img2txt.pipelines import datasets
 from img2txt.schemas import evaluation as schema, manifest, training_records
 
 # How many unscored images metrics.json names (it counts all of them).

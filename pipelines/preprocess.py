@@ -50,8 +50,9 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 import img2txt
 from img2txt.model import encoders, input_spec, storage
+from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
 from img2txt.model.tokenizer import tokenize
-from img2txt.pipelines import beam_options, datasets, image_decoding, progress as progress_lib
+from img2txt.pipelines import beam_options, datasets, decode_images, progress as progress_lib
 from img2txt.pipelines.model_handlers import EncoderModelHandler
 from img2txt.schemas import errors, manifest, training_records, transform, vocabulary
 
@@ -98,7 +99,7 @@ class PreprocessConfig:
         'help': 'storage type of the spatial feature maps', 'choices': training_records.FEATURE_DTYPES})
     images_per_shard: int = dataclasses.field(default=1000, metadata={
         'help': 'target number of images per TFRecord shard'})
-    max_pixels: int = dataclasses.field(default=image_decoding.DEFAULT_MAX_PIXELS, metadata={
+    max_pixels: int = dataclasses.field(default=DEFAULT_MAX_PIXELS, metadata={
         'help': 'refuse images declaring more pixels than this (decompression bombs)'})
     encoder_batch_size: int = dataclasses.field(default=encoders.DEFAULT_BATCH_SIZE, metadata={
         'help': 'images per encoder call; every call has this shape (the last is padded), so features do '
@@ -262,7 +263,7 @@ def build(pipeline, config, encoder, transform_dir, temp_dir, progress=None):
     captions = dataset.images | 'Tokenize' >> beam.Map(_tokenized, config.max_caption_length)
     decoded = (dataset.images
                | 'ImagePaths' >> beam.Map(lambda image: (image.image_id, image.image_path))
-               | 'DecodeImages' >> image_decoding.DecodeImages(encoder.input_spec, config.max_pixels))
+               | 'DecodeImages' >> decode_images.DecodeImages(encoder.input_spec, config.max_pixels))
     handler = KeyedModelHandler(EncoderModelHandler(config.encoder, config.encoder_weights, config.encoder_batch_size,
                                                     config.spatial_layer if config.spatial_features else None))
     encoded, encode_failed = (decoded.images

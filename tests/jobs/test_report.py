@@ -16,12 +16,12 @@ from PIL import Image, ImageStat
 
 from captioner_data import CAPTIONS, encoded, photo
 from img2txt.jobs import cli, report
-from img2txt.model import training
+from img2txt.model import image_decoding, training
 from img2txt.model.captioner import Candidate, Captioner
 from img2txt.model.config import TrainingConfig
 from img2txt.model.input_spec import InputSpec
 from img2txt.model.storage import read_bytes
-from img2txt.pipelines import caption, image_decoding
+from img2txt.pipelines import caption
 from img2txt.schemas import captioner, captions as schema, evaluation, training_run
 from training_data import random_images, write_training_data
 

@@ -11,13 +11,12 @@ import tensorflow as tf
 from PIL import Image
 
 from captioner_data import CAPTIONS, encoded, photo, png_declaring, train_captioner
-from img2txt.model import encoders, export
+from img2txt.model import encoders, export, image_decoding
 from img2txt.model.beam_search import beam_search, ids_to_text
 from img2txt.model.captioner import Captioner
 from img2txt.model.config import ShowAndTellConfig
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
 from img2txt.model.show_and_tell import ShowAndTell
-from img2txt.pipelines import image_decoding
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import captioner, manifest, vocabulary
 

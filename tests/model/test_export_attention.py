@@ -8,11 +8,10 @@ import pytest
 import tensorflow as tf
 
 from captioner_data import CAPTIONS, image_features, photos_jpeg, train_captioner
-from img2txt.model import encoders, export
+from img2txt.model import encoders, export, image_decoding
 from img2txt.model.beam_search import beam_search, ids_to_text
 from img2txt.model.captioner import Captioner
 from img2txt.model.config import AttentionConfig, ShowAndTellConfig
-from img2txt.pipelines import image_decoding
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import captioner
 from test_export import caption, caption_without_img2txt

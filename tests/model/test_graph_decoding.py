@@ -8,9 +8,8 @@ import tensorflow as tf
 from PIL import Image
 
 from captioner_data import encoded, png_declaring
-from img2txt.model import graph_decoding
+from img2txt.model import graph_decoding, image_decoding
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
-from img2txt.pipelines import image_decoding
 
 SPEC = InputSpec(224, 256, 'bicubic')
 

@@ -6,9 +6,8 @@ import pytest
 from PIL import Image
 
 from captioner_data import encoded, photo
-from img2txt.model import image_header
+from img2txt.model import image_decoding, image_header
 from img2txt.model.input_spec import InputSpec
-from img2txt.pipelines import image_decoding
 
 EXIF = Image.Exif()
 EXIF[0x0112] = 6  # Orientation: the header's size is the stored one, as Pillow's.

@@ -30,7 +30,7 @@ from img2txt.jobs import caption as caption_job, cli
 from img2txt.model import export
 from img2txt.model.captioner import Candidate, Captioner
 from img2txt.pipelines import beam_options, caption
-from img2txt.pipelines.image_decoding import DecodedImage
+from img2txt.model.image_decoding import DecodedImage
 from img2txt.schemas import captioner, captions as schema, lease as lease_schema, manifest
 
 # File name → the photo it holds, in unusual but valid dress.

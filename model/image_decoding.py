@@ -1,4 +1,4 @@
-"""Image bytes → the encoder's input pixels. The one decoder every pipeline uses.
+"""Image bytes → the encoder's input pixels, with Pillow: the one decoder every job and pipeline uses.
 
 ``decode`` turns the bytes of a JPEG, PNG, GIF, WebP, BMP or TIFF file (the
 format is sniffed from the bytes, never from the file name) into a
@@ -21,25 +21,22 @@ ever reads the crop window.
 
 Failure: every bad input raises a subclass of ``ImageDecodeError`` with a
 one-line reason; decompression bombs are refused from the header, before any
-pixel is allocated. ``DecodeImages`` wraps this for Beam, turning failures into
-error records instead of failed bundles.
+pixel is allocated. ``pipelines.decode_images.DecodeImages`` wraps this for
+Beam, turning failures into error records instead of failed bundles.
+
+The same steps in TensorFlow ops, inside an exported captioner, are
+``graph_decoding``; ``tests/model/test_graph_decoding.py`` holds the two
+to the same pixels.
 """
-import collections
-import concurrent.futures
-import hashlib
 import io
-import os
 import typing
 import warnings
 
-import apache_beam as beam
 import numpy as np
-from apache_beam.utils.windowed_value import WindowedValue
 from PIL import Image, ImageOps
 
-from img2txt.model import image_header, storage
-from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, SQUASH, InputSpec
-from img2txt.schemas import errors
+from img2txt.model import image_header
+from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, SQUASH
 
 # The formats accepted, as ``model.image_header`` names them.
 SUPPORTED_FORMATS = frozenset(image_header.FORMATS)
@@ -243,84 +240,3 @@ def _resize_and_crop(image, spec):
     cropped = image.resize((spec.size, spec.size), _RESAMPLE[spec.resample],
                            box=(left, top, left + window, top + window))
     return np.ascontiguousarray(np.asarray(cropped, dtype=np.uint8))
-
-
-class DecodeImages(beam.PTransform):
-    """(key, path) → (key, ``DecodedImage``), with failures as (key, error record) on the ``errors`` output.
-
-    The main output carries each image's crop, size and SHA-256; read failures
-    (a missing or unreadable file) are stage ``read`` and bad images stage
-    ``decode``, each record naming the path (``schemas.errors``). Counters
-    ``images/decoded``, ``images/read_failed`` and ``images/decode_failed``
-    add up to the input count.
-
-    Files are read and decoded on a small thread pool, a window of images
-    ahead: reads wait on storage and Pillow releases the GIL while decoding,
-    so both overlap with the encoder that Beam fuses into the same stage.
-    """
-
-    ERRORS = 'errors'
-
-    def __init__(self, spec, max_pixels=DEFAULT_MAX_PIXELS, threads=None, window=64):
-        super().__init__()
-        if not isinstance(spec, InputSpec):
-            raise TypeError(f'spec must be an InputSpec, got {type(spec).__name__}')
-        self._fn = _DecodeFn(spec, max_pixels, threads or min(8, os.cpu_count() or 1), window)
-
-    def expand(self, keyed_paths):
-        return keyed_paths | 'ReadAndDecode' >> beam.ParDo(self._fn).with_outputs(self.ERRORS, main='images')
-
-
-class _DecodeFn(beam.DoFn):
-    def __init__(self, spec, max_pixels, threads, window):
-        self._spec = spec
-        self._max_pixels = max_pixels
-        self._threads = threads
-        self._window = window
-        self._decoded = beam.metrics.Metrics.counter('images', 'decoded')
-        self._read_failed = beam.metrics.Metrics.counter('images', 'read_failed')
-        self._decode_failed = beam.metrics.Metrics.counter('images', 'decode_failed')
-
-    def setup(self):
-        self._pool = concurrent.futures.ThreadPoolExecutor(self._threads, thread_name_prefix='img2txt-decode')
-
-    def start_bundle(self):
-        self._pending = collections.deque()
-
-    def process(self, element, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
-        self._pending.append((self._pool.submit(self._load, *element), timestamp, window))
-        while self._pending and (len(self._pending) > self._window or self._pending[0][0].done()):
-            yield from self._outputs(self._pending.popleft()[0].result())
-
-    def finish_bundle(self):
-        while self._pending:
-            future, timestamp, window = self._pending.popleft()
-            for output in self._outputs(future.result()):
-                if isinstance(output, beam.pvalue.TaggedOutput):
-                    yield beam.pvalue.TaggedOutput(output.tag, WindowedValue(output.value, timestamp, [window]))
-                else:
-                    yield WindowedValue(output, timestamp, [window])
-
-    def teardown(self):
-        self._pool.shutdown(cancel_futures=True)
-
-    def _load(self, key, path):
-        """Runs on the pool: (key, DecodedImage) or (key, error record). Never raises."""
-        try:
-            data = storage.read_bytes(path)
-        except Exception as e:  # Missing file, permissions, storage errors: all per-element.
-            return key, errors.from_exception('read', path, e)
-        try:
-            return key, decode_image(data, self._spec, self._max_pixels)._replace(
-                sha256=hashlib.sha256(data).hexdigest())
-        except ImageDecodeError as e:
-            return key, errors.from_exception('decode', path, e)
-
-    def _outputs(self, result):
-        # Counted here, on the bundle's thread: Beam's metrics containers are per thread.
-        if isinstance(result[1], DecodedImage):
-            self._decoded.inc()
-            yield result
-        else:
-            (self._read_failed if result[1][errors.STAGE] == 'read' else self._decode_failed).inc()
-            yield beam.pvalue.TaggedOutput(DecodeImages.ERRORS, result)
