@@ -73,3 +73,19 @@ def random_images(num_images, captions_per_image=1, *, feature_dim=8, grid=None,
                 captions.append(list(caption))
         images.append((f'{prefix}{len(images):03d}', rng.normal(size=(*(grid or ()), feature_dim)).astype(np.float32), captions))
     return images
+
+
+def distinct_captions(rng, num_images, max_words, vocab_size=30):
+    """Distinct random word sequences of 3 to ``max_words`` ids, one per image, as beam search returns them.
+
+    Returns ``(words [N, max_words], captions [N, max_words + 2])``: the words padded with ``PAD_ID``, and
+    the same framed as ``[START, words, END]``.
+    """
+    words = np.full((num_images, max_words), vocabulary.PAD_ID, np.int32)
+    captions = np.full((num_images, max_words + 2), vocabulary.PAD_ID, np.int32)
+    for i in range(num_images):
+        caption = rng.choice(np.arange(vocabulary.NUM_RESERVED, vocab_size), size=rng.integers(3, max_words + 1),
+                             replace=False)
+        words[i, :len(caption)] = caption
+        captions[i, :len(caption) + 2] = [vocabulary.START_ID, *caption, vocabulary.END_ID]
+    return words, captions

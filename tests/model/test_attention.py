@@ -12,6 +12,7 @@ from img2txt.model.config import AttentionConfig, ShowAndTellConfig, TrainingCon
 from img2txt.model.caption_ops import masked_loss_sum, split_caption_ids
 from img2txt.model.training import build_optimizer
 from img2txt.schemas.vocabulary import END_ID, PAD_ID, START_ID
+from training_data import distinct_captions
 from test_beam_search import (assert_batch_equals_one_image_at_a_time, assert_beam_of_one_is_greedy,
                               assert_runs_in_exported_function_with_dynamic_batch,
                               assert_wide_beam_is_exhaustive)
@@ -151,13 +152,7 @@ def test_tiny_model_overfits_distinct_captions(inject_context, training_seed):
     num_images, max_words, grid_cells, feature_dim = 10, 6, 4, 16
     rng = np.random.default_rng(training_seed)
     features = random_grids(num_images, seed=training_seed, grid_cells=grid_cells, feature_dim=feature_dim)
-    # Distinct word sequences, one per image, as beam search returns them.
-    words = np.full((num_images, max_words), PAD_ID, np.int32)
-    captions = np.full((num_images, max_words + 2), PAD_ID, np.int32)
-    for i in range(num_images):
-        caption = rng.choice(np.arange(4, 30), size=rng.integers(3, max_words + 1), replace=False)
-        words[i, :len(caption)] = caption
-        captions[i, :len(caption) + 2] = [START_ID, *caption, END_ID]
+    words, captions = distinct_captions(rng, num_images, max_words)
 
     model = tiny_model(seed=training_seed, vocab_size=30, feature_dim=feature_dim, grid_cells=grid_cells,
                        embedding_size=32,

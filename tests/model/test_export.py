@@ -41,19 +41,6 @@ def trained(encoder, photos, training_seed):
     return train_captioner(encoder, {name: jpeg for name, (jpeg, _) in photos.items()}, seed=training_seed)
 
 
-@pytest.fixture(scope='module')
-def exported(trained, tmp_path_factory):
-    """(export_dir, model_id) of the trained model."""
-    model, config, vocab = trained
-    export_dir = str(tmp_path_factory.mktemp('export') / 'captioner')
-    return export_dir, export.export_captioner(model, config, encoders.DEFAULT, vocab, export_dir)
-
-
-@pytest.fixture(scope='module')
-def loaded(exported):
-    return export.load_captioner(exported[0])
-
-
 def caption(loaded, signature, inputs):
     """The signature's outputs as NumPy arrays, captions as Python strings."""
     outputs = loaded.signatures[signature](tf.convert_to_tensor(inputs))

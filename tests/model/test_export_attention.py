@@ -36,19 +36,6 @@ def trained(encoder, jpegs, training_seed):
 
 
 @pytest.fixture(scope='module')
-def exported(trained, tmp_path_factory):
-    """(export_dir, model_id) of the trained model."""
-    model, config, vocab = trained
-    export_dir = str(tmp_path_factory.mktemp('export') / 'captioner')
-    return export_dir, export.export_captioner(model, config, encoders.DEFAULT, vocab, export_dir)
-
-
-@pytest.fixture(scope='module')
-def loaded(exported):
-    return export.load_captioner(exported[0])
-
-
-@pytest.fixture(scope='module')
 def maps(encoder, jpegs):
     """The photos' feature maps as the decoder reads them, [4, H x W, D]."""
     return image_features(encoder, [jpegs[name] for name in CAPTIONS], ATTENTION)

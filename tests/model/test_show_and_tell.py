@@ -12,6 +12,7 @@ from img2txt.model.caption_ops import masked_loss, split_caption_ids
 from img2txt.model.show_and_tell import ShowAndTell
 from img2txt.model.training import build_optimizer
 from img2txt.schemas.vocabulary import END_ID, PAD_ID, START_ID
+from training_data import distinct_captions
 
 
 def tiny_model(seed=0, **overrides):
@@ -145,13 +146,7 @@ def test_tiny_model_overfits_distinct_captions(training_seed):
     num_images, max_words = 10, 6
     rng = np.random.default_rng(training_seed)
     features = rng.normal(size=(num_images, 16)).astype(np.float32)
-    # Distinct word sequences, one per image, as beam search returns them.
-    words = np.full((num_images, max_words), PAD_ID, np.int32)
-    captions = np.full((num_images, max_words + 2), PAD_ID, np.int32)
-    for i in range(num_images):
-        caption = rng.choice(np.arange(4, 30), size=rng.integers(3, max_words + 1), replace=False)
-        words[i, :len(caption)] = caption
-        captions[i, :len(caption) + 2] = [START_ID, *caption, END_ID]
+    words, captions = distinct_captions(rng, num_images, max_words)
 
     model = tiny_model(seed=training_seed, vocab_size=30, feature_dim=16, embedding_size=64, lstm_units=64,
                        lstm_dropout_keep_prob=0.9)
