@@ -157,7 +157,7 @@ def main():
             print(f'    {subset:9} {name:15} {measure.summary(values, digits=3)}')
         print(f'    training captions/s       {measure.summary([rate for rate, _ in runs], digits=0)}')
 
-    test_scenes = sorted(os.path.join(images, name) for name in demo.test_scenes(captions))
+    test_scenes = sorted(os.path.join(images, name) for name in demo.scenes_of_split(captions))
     folders = {count: os.path.join(workdir, f'photos-{count}') for count in (args.images, args.images // 5)}
     for count, folder in folders.items():
         link_photos(test_scenes, folder, count)

@@ -145,7 +145,7 @@ def run(args, beam_args):
     print(f'5/7 evaluate on the test split -> {evaluation_dir}; every object named right: '
           f'{seen:.0%} of seen-pair scenes, {held:.0%} of held-out-pair scenes')
 
-    collection = _collection(os.path.join(args.workdir, 'photos'), images, test_scenes(captions))
+    collection = _collection(os.path.join(args.workdir, 'photos'), images, scenes_of_split(captions))
     captions_dir = os.path.join(args.workdir, 'captions')
     run_manifest = caption.run_config(caption.CaptionConfig(model=trained.export_dir, input=[collection],
                                                             output=captions_dir), beam_args)
@@ -163,7 +163,7 @@ def run(args, beam_args):
     return 0
 
 
-def test_scenes(captions_path):
-    """File names of the test split's scenes, from the generated JSONL."""
+def scenes_of_split(captions_path, split='test'):
+    """File names of one split's scenes, from the generated JSONL."""
     with open(captions_path, encoding='utf-8') as f:
-        return sorted(record['image'] for record in map(json.loads, f) if record['split'] == 'test')
+        return sorted(record['image'] for record in map(json.loads, f) if record['split'] == split)

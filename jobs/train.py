@@ -25,9 +25,8 @@ def register(subparsers):
                         help=f'where {training_run.CHECKPOINT_DIR}/, {training_run.LOG_DIR}/ (TensorBoard), '
                              f'{training_run.CONFIG_FILE} and {training_run.EXPORT_DIR}/ go, local or gs://')
     parser.add_argument('--decoder', choices=decoder_names.NAMES, default=decoder_names.SHOW_AND_TELL,
-                        help=f'{decoder_names.SHOW_AND_TELL}: an LSTM on the pooled feature vector; '
-                             f'{decoder_names.ATTENTION}: soft attention over the feature map, which preprocess '
-                             f'stores with --spatial-features (default: %(default)s)')
+                        help='; '.join(f'{decoder.name}: {decoder.summary}' for decoder in decoders.ENTRIES)
+                             + ' (default: %(default)s)')
     parser.add_argument('--strategy', choices=distribution.STRATEGIES, default=None,
                         help='tf.distribute strategy: "default" (the CPU or one GPU) or "mirrored" (every GPU); '
                              'default: mirrored when there are several GPUs')

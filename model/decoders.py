@@ -41,6 +41,8 @@ class Decoder:
     """One decoder's entry."""
 
     name: str
+    # One line for --help: what it reads and how.
+    summary: str
     config_class: type
     model_class: type
     # Whether it reads the encoder's spatial map (preprocess --spatial-features) rather than the pooled vector.
@@ -93,11 +95,14 @@ def _attention_pass(model, inputs, target_ids, training):
 
 
 _TABLE = {decoder.name: decoder for decoder in (
-    Decoder(names.SHOW_AND_TELL, ShowAndTellConfig, ShowAndTell, reads_spatial_map=False,
+    Decoder(names.SHOW_AND_TELL, 'an LSTM that reads the pooled feature vector once (Show and Tell)',
+            ShowAndTellConfig, ShowAndTell, reads_spatial_map=False,
             shape_fields=_SHAPE_FIELDS, training_pass=_show_and_tell_pass),
     # grid_cells sizes no weight, but a model trained on one grid would attend over another;
     # inject_context widens the LSTM's kernel.
-    Decoder(names.ATTENTION, AttentionConfig, ShowAttendAndTell, reads_spatial_map=True,
+    Decoder(names.ATTENTION, 'soft attention over the feature map before every word (Show, Attend and Tell), '
+            'which preprocess stores with --spatial-features', AttentionConfig, ShowAttendAndTell,
+            reads_spatial_map=True,
             shape_fields=_SHAPE_FIELDS + ('attention_units', 'grid_cells', 'gate', 'inject_context'),
             training_pass=_attention_pass),
 )}

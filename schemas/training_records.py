@@ -23,7 +23,6 @@ import struct
 
 import google_crc32c
 import numpy as np
-import tensorflow as tf
 
 IMAGE_ID = 'image/id'
 FEATURES = 'image/features'
@@ -58,6 +57,7 @@ class _FloatArray:
 
     def feature(self, values, dtype):
         """``{key: tf.train.Feature}`` holding ``values`` flattened in ``dtype``."""
+        import tensorflow as tf  # here, so that reading a manifest needs no TensorFlow
         values = np.asarray(values).reshape(-1)
         if dtype == 'float16':
             return {self.float16_key: _bytes([values.astype('<f2').tobytes()])}
@@ -65,12 +65,14 @@ class _FloatArray:
 
     def spec(self, size, dtype):
         """The parse spec of a ``size``-long array stored in ``dtype``."""
+        import tensorflow as tf  # here, so that reading a manifest needs no TensorFlow
         if dtype == 'float16':
             return {self.float16_key: tf.io.FixedLenFeature([], tf.string)}
         return {self.float32_key: tf.io.FixedLenFeature([size], tf.float32)}
 
     def parse(self, parsed, size, dtype):
         """The float32 ``[size]`` array from a dict parsed with ``spec``."""
+        import tensorflow as tf  # here, so that reading a manifest needs no TensorFlow
         if dtype == 'float16':
             values = tf.cast(tf.io.decode_raw(parsed[self.float16_key], tf.float16, little_endian=True), tf.float32)
             return tf.ensure_shape(values, [size])
@@ -100,6 +102,7 @@ def encode(image_id, features, captions, feature_dtype='float32', spatial=None, 
     Returns:
       The serialised ``tf.train.Example`` bytes.
     """
+    import tensorflow as tf  # here, so that reading a manifest needs no TensorFlow
     _check_dtype('feature_dtype', feature_dtype)
     _check_dtype('spatial_dtype', spatial_dtype)
     features = np.asarray(features)
@@ -122,6 +125,7 @@ def encode(image_id, features, captions, feature_dtype='float32', spatial=None, 
 
 
 def _bytes(values):
+    import tensorflow as tf  # here, so that reading a manifest needs no TensorFlow
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
 
 
@@ -131,6 +135,7 @@ def frame(record):
     Lets any byte stream (a Beam ``FileSystems`` file on gs://, say) be written
     as a TFRecord file that ``tf.data.TFRecordDataset`` reads.
     """
+    import tensorflow as tf  # here, so that reading a manifest needs no TensorFlow
     length = struct.pack('<Q', len(record))
     return b''.join((length, struct.pack('<I', _masked_crc(length)), record, struct.pack('<I', _masked_crc(record))))
 
@@ -146,6 +151,7 @@ def feature_spec(feature_dim, feature_dtype='float32', spatial_shape=None, spati
     The spatial map is in the spec only when ``spatial_shape`` (H, W, C) is
     given; otherwise a record's map, if it has one, is not read.
     """
+    import tensorflow as tf  # here, so that reading a manifest needs no TensorFlow
     _check_dtype('feature_dtype', feature_dtype)
     spec = {
         IMAGE_ID: tf.io.FixedLenFeature([], tf.string),
@@ -168,6 +174,7 @@ def parse(serialized, feature_dim, feature_dtype='float32', spatial_shape=None, 
     ``spatial``, the map as float32 ``[H * W, C]``: one row per grid cell, row-major,
     as an attention decoder reads it. Usable inside ``tf.data`` pipelines.
     """
+    import tensorflow as tf  # here, so that reading a manifest needs no TensorFlow
     parsed = tf.io.parse_single_example(
         serialized, feature_spec(feature_dim, feature_dtype, spatial_shape, spatial_dtype))
     captions = tf.RaggedTensor.from_row_lengths(
