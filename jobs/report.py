@@ -163,11 +163,9 @@ def read_manifests(captions_dir):
 
 def _parts(captions_dir, kind):
     """{run id: [Parquet paths]} of every run's files of ``kind``, from their ``run=ID`` folders."""
-    key = f'{schema.PARTITION_KEY}='
     runs = {}
     for metadata in FileSystems.match([FileSystems.join(captions_dir, schema.all_parts(kind))])[0].metadata_list:
-        folder = posixpath.basename(posixpath.dirname(metadata.path))
-        runs.setdefault(folder[len(key):], []).append(metadata.path)
+        runs.setdefault(schema.run_of_part(metadata.path), []).append(metadata.path)
     return {run_id: sorted(paths) for run_id, paths in runs.items()}
 
 
@@ -221,10 +219,10 @@ def latest_export(model_dir):
     An export without its saved_model.pb does not count: an upload cut short
     (that file is copied last).
     """
-    root = FileSystems.join(model_dir, training_run.EXPORT_DIR)
-    steps = [int(step) for step, _, name in (path.partition('/') for path in storage.list_files(root))
-             if step.isdigit() and name == tf.saved_model.SAVED_MODEL_FILENAME_PB]
-    return FileSystems.join(root, str(max(steps))) if steps else None
+    steps = [training_run.export_step(path) for path in storage.list_files(
+        FileSystems.join(model_dir, training_run.EXPORT_DIR)) if path.partition('/')[2] == tf.saved_model.SAVED_MODEL_FILENAME_PB]
+    steps = [step for step in steps if step is not None]
+    return FileSystems.join(model_dir, training_run.export_relative(max(steps))) if steps else None
 
 
 def heat_tile(crop, weights, size=ATTENTION_TILE):

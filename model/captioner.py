@@ -66,7 +66,7 @@ class ExportInfo(typing.NamedTuple):
         feature_shape = decoders.get(decoder).feature_shape(feature_dim, encoder.get(manifest.ENCODER_SPATIAL_SHAPE))
         return cls(model_id=model_id, encoder_id=encoder[manifest.ENCODER_ID], config=config,
                    input_spec=InputSpec(**encoder[manifest.ENCODER_INPUT_SPEC]),
-                   beam_size=int(config[captioner.CONFIG_MODEL]['beam_size']), feature_dim=feature_dim,
+                   beam_size=int(config[captioner.CONFIG_MODEL][captioner.MODEL_BEAM_SIZE]), feature_dim=feature_dim,
                    decoder=decoder, feature_shape=feature_shape,
                    # Exports older than the field had the default.
                    max_pixels=int(config.get(captioner.CONFIG_MAX_PIXELS, DEFAULT_MAX_PIXELS)))

@@ -199,7 +199,7 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, deco
     from_best = config.export_checkpoint == EXPORT_BEST and best.step is not None
     step = best.step if from_best else loop.step
     # The export goes through model.storage, which (unlike the checkpoints) is tested on gs://.
-    result.export_dir = tf.io.gfile.join(model_dir, training_run.EXPORT_DIR, str(step))
+    result.export_dir = tf.io.gfile.join(model_dir, training_run.export_relative(step))
     if tf.io.gfile.exists(result.export_dir):
         log(f'{result.export_dir} exists: step {step} was exported before')
     else:

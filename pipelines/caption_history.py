@@ -77,7 +77,7 @@ def scan(output, redo_damaged_runs=False):
     with concurrent.futures.ThreadPoolExecutor(_READERS) as pool:
         checks = {(kind, path): pool.submit(_check_parquet, path, size, _NEEDED[kind])
                   for kind, files in parts.items() for path, size in files.items()}
-        damaged = [Damage(path, _run_of(path), future.result()) for (_, path), future in checks.items()
+        damaged = [Damage(path, schema.run_of_part(path), future.result()) for (_, path), future in checks.items()
                    if future.result()]
     damaged += _check_manifests(output, {path for files in parts.values() for path in files})
     damaged.sort()
@@ -87,7 +87,7 @@ def scan(output, redo_damaged_runs=False):
     for damage in damaged:
         _log.warning('%s: %s; run %s is left out: its photos are captioned again', damage.path, damage.reason,
                      damage.run_id)
-    keep = {kind: sorted(path for path in files if _run_of(path) not in bad_runs) for kind, files in parts.items()}
+    keep = {kind: sorted(path for path in files if schema.run_of_part(path) not in bad_runs) for kind, files in parts.items()}
     return History(keep[schema.CAPTIONS_DIR], keep[schema.ERRORS_DIR], damaged)
 
 
@@ -96,11 +96,6 @@ def _match(pattern):
     return {m.path: m.size_in_bytes for m in FileSystems.match([pattern])[0].metadata_list}
 
 
-def _run_of(path):
-    """The run id of a partition's file (``.../captions/run=ID/part-...``)."""
-    folder = path.rstrip('/').rsplit('/', 2)[-2]
-    key, _, run_id = folder.partition('=')
-    return run_id if key == schema.PARTITION_KEY else None
 
 
 def _tail(path):

@@ -143,11 +143,12 @@ def run_config(config, beam_args=()):
         schema.MODEL: config.model,
         schema.MODEL_ID: captioner.model_id,
         schema.SPLIT: config.split,
-        schema.DATA: ({'data': config.data} if config.data else
-                      {'dataset': config.dataset, 'captions': config.captions, 'images': config.images}),
+        schema.DATA: ({schema.DATA_DIR: config.data} if config.data else
+                      {schema.DATA_DATASET: config.dataset, schema.DATA_CAPTIONS: config.captions,
+                       schema.DATA_IMAGES: config.images}),
         schema.SUBSETS: subsets,
         schema.NOT_SCORED: len(failures),
-        schema.NOT_SCORED_EXAMPLES: [{schema.IMAGE_ID: image_id, 'reason': reason}
+        schema.NOT_SCORED_EXAMPLES: [{schema.IMAGE_ID: image_id, schema.NOT_SCORED_REASON: reason}
                                      for image_id, reason in failures[:_NAMED_FAILURES]],
     }
     rows = [{schema.IMAGE_ID: i.image_id, schema.IMAGE_PATH: i.image_path, schema.SUBSET: i.subset,

@@ -98,6 +98,7 @@ CONFIG_FILE = 'captioner.json'
 # Fields of the config (captioner.json and the ``config`` attribute).
 CONFIG_FORMAT = 'format_version'
 CONFIG_MODEL = 'model'        # the decoder's config, to_dict(): sizes and decoding options
+MODEL_BEAM_SIZE = 'beam_size'  # of CONFIG_MODEL: the captions each signature returns per image
 # One of schemas.decoders.NAMES: which model CONFIG_MODEL configures (older
 # exports lack it: decoders.UNNAMED).
 CONFIG_DECODER = 'decoder'

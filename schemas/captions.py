@@ -115,6 +115,13 @@ def all_parts(kind):
     return f'{kind}/{PARTITION_KEY}=*/*{PARQUET_SUFFIX}'
 
 
+def run_of_part(path):
+    """The run id of a partition's file path (``.../captions/run=RUN_ID/part-...``), or None for any other path."""
+    folders = path.replace('\\', '/').split('/')[:-1]
+    key, _, run_id = (folders[-1] if folders else '').partition('=')
+    return run_id if key == PARTITION_KEY and run_id else None
+
+
 def manifest_path(run_id):
     """Relative path of a run's manifest."""
     return f'{RUNS_DIR}/{run_id}.json'

@@ -22,6 +22,17 @@ BEST_FILE = 'best.json'
 BEST_STEP = 'step'
 BEST_METRICS = 'metrics'        # {schemas.evaluation metric name: value}
 
+
+def export_relative(step):
+    """Where a step's export lives, relative to the model dir: ``export/STEP``."""
+    return f'{EXPORT_DIR}/{int(step)}'
+
+
+def export_step(relative):
+    """The STEP of a path relative to ``EXPORT_DIR`` whose first folder is a step (``STEP/...``), else None."""
+    step = relative.replace('\\', '/').partition('/')[0]
+    return int(step) if step.isdigit() else None
+
 # TensorBoard runs under LOG_DIR, one folder each.
 TRAIN_LOGS = 'train'
 VALIDATION_LOGS = 'val'
