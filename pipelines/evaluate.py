@@ -73,7 +73,7 @@ def _preprocessed(config, captioner, beam_args):
     split = document[manifest.SPLITS].get(config.split)
     if not split:
         raise ValueError(f'{config.data} has no {config.split} split; it has {sorted(document[manifest.SPLITS])}')
-    options = preprocess.PreprocessConfig(**document[manifest.OPTIONS]).dataset_options()
+    options = preprocess.PreprocessConfig.from_manifest(document).dataset_options()
     inputs = document[manifest.INPUTS]
     images, _ = datasets.load_dataset(document[manifest.DATASET], inputs['captions'], inputs['images'],
                                       beam_args, **options)

@@ -118,6 +118,24 @@ class PreprocessConfig:
             raise ValueError(f'--spatial-layer {self.spatial_layer} chooses the map --spatial-features stores; '
                              'add --spatial-features')
 
+    @classmethod
+    def from_manifest(cls, document):
+        """The config a preprocess manifest's ``options`` record, read tolerantly.
+
+        A manifest written by another version may lack options this one has
+        (they take their defaults) or hold options it does not know (they stay
+        in the manifest and are left out here), so renaming or adding a flag
+        never makes an old output unreadable. Options the config requires and
+        the manifest lacks are a one-line ValueError.
+        """
+        recorded = document[manifest.OPTIONS]
+        fields = {field.name: field for field in dataclasses.fields(cls)}
+        required = [name for name, field in fields.items() if field.default is dataclasses.MISSING
+                    and field.default_factory is dataclasses.MISSING and name not in recorded]
+        if required:
+            raise ValueError(f'the preprocess manifest records no {required} in its {manifest.OPTIONS}')
+        return cls(**{name: value for name, value in recorded.items() if name in fields})
+
     def dataset_options(self):
         """The reader options that apply to this dataset format."""
         if self.dataset == 'karpathy':

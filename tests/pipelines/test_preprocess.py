@@ -282,3 +282,17 @@ def test_a_local_run_shows_its_progress_while_it_works(dataset, tmp_path, capfd)
         r'preprocess: \d+/15 images, \d+\.\d images/s, (about \d+ s left|time left not known yet)', line)]
     assert working, err
     assert re.search(r'^preprocess: 15/15 images done in \d+ s, \d+\.\d images/s$', err, re.MULTILINE), err
+
+
+def test_the_manifests_options_are_read_tolerantly(local_run):
+    config, document = local_run
+    assert preprocess.PreprocessConfig.from_manifest(document) == config
+    # Another version's manifest: an option this one lacks, one it has that the other did not write.
+    other = {**document, manifest.OPTIONS: {**document[manifest.OPTIONS], 'future_option': 3}}
+    del other[manifest.OPTIONS]['keep_restval']
+    read = preprocess.PreprocessConfig.from_manifest(other)
+    assert read.keep_restval is False and read.captions == config.captions
+    assert other[manifest.OPTIONS]['future_option'] == 3  # kept in the document
+    del other[manifest.OPTIONS]['captions']
+    with pytest.raises(ValueError, match=r"the preprocess manifest records no \['captions'\] in its options"):
+        preprocess.PreprocessConfig.from_manifest(other)
