@@ -15,7 +15,7 @@ import typing
 import numpy as np
 import tensorflow as tf
 
-from img2txt.model import decoders, export, storage
+from img2txt.model import batching, decoders, export, storage
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
 from img2txt.schemas import captioner, manifest
 from img2txt.schemas import decoders as decoder_names
@@ -192,13 +192,9 @@ class Captioner:
         top_k = self.beam_size if top_k is None else top_k
         if not 1 <= top_k <= self.beam_size:
             raise ValueError(f'top_k must be in [1, {self.beam_size}] (the export\'s beam size), got {top_k}')
-        count = len(inputs)
-        padding = -count % self.batch_size
-        if padding:
-            inputs = np.concatenate([inputs, np.zeros((padding, *inputs.shape[1:]), inputs.dtype)])
         results = []
-        for start in range(0, len(inputs), self.batch_size):
-            outputs = signature(**{input_name: tf.constant(inputs[start:start + self.batch_size])})
+        for batch in batching.fixed_batches(inputs, self.batch_size):
+            outputs = signature(**{input_name: tf.constant(batch)})
             captions = export.captions_text(outputs[captioner.CAPTIONS])
             log_probs = outputs[captioner.LOG_PROBS].numpy()
             lengths = outputs[captioner.LENGTHS].numpy()
@@ -207,7 +203,7 @@ class Captioner:
                 results.append(([Candidate(text, float(score), int(n))
                                  for text, score, n in zip(texts[:top_k], scores[:top_k], words[:top_k])
                                  if np.isfinite(score)], image_weights))
-        return results[:count]
+        return results[:len(inputs)]
 
 
 def _text(variable):

@@ -39,7 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from img2txt.model import efficientnet_lite
+from img2txt.model import batching, efficientnet_lite
 from img2txt.model import torch_checkpoint
 from img2txt.model import input_spec as input_spec_lib
 from img2txt.model.input_spec import InputSpec
@@ -187,13 +187,9 @@ class Encoder:
         image; the result has the same structure, as NumPy arrays of ``len(images)`` rows.
         """
         images = self._pixels(images)
-        count = len(images)
-        padding = -count % self.batch_size
-        if count == 0 or padding:
-            images = np.concatenate([images, np.zeros((padding or self.batch_size, *images.shape[1:]), images.dtype)])
-        outputs = [tf.nest.map_structure(lambda tensor: tensor.numpy(), function(images[start:start + self.batch_size]))
-                   for start in range(0, len(images), self.batch_size)]
-        return tf.nest.map_structure(lambda *parts: np.concatenate(parts)[:count], *outputs)
+        outputs = [tf.nest.map_structure(lambda tensor: tensor.numpy(), function(batch))
+                   for batch in batching.fixed_batches(images, self.batch_size, at_least_one=True)]
+        return tf.nest.map_structure(lambda *parts: np.concatenate(parts)[:len(images)], *outputs)
 
     def features(self, images):
         """Feature vectors, float32 ``[B, feature_dim]``, for RGB pixels ``[B, S, S, 3]`` in [0, 255].
