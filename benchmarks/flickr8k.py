@@ -38,7 +38,7 @@ import numpy as np
 
 import measure
 from img2txt.jobs import flickr8k as recipe
-from img2txt.model import decoders, image_decoding, training
+from img2txt.model import decoders, image_decoding, input_pipeline, training
 from img2txt.model.captioner import Captioner
 from img2txt.pipelines import evaluate, preprocess
 from img2txt.schemas import decoders as decoder_names
@@ -72,8 +72,7 @@ def run_candidate(args, label, seed):
     """[(stage name, val scores, training minutes, export dir)] of one candidate and seed."""
     decoder, encoder, resize = CANDIDATES[label]
     data = data_dir(args, decoder, encoder, resize)
-    with open(os.path.join(data, manifest.FILE_NAME), encoding='utf-8') as f:
-        document = json.load(f)
+    document = input_pipeline.read_manifest(data)
     output = os.path.join(args.workdir, label.replace('/', '-') + f'-seed{seed}')
     minutes_file = os.path.join(output, 'minutes.json')
     minutes = json.load(open(minutes_file)) if os.path.exists(minutes_file) else {}

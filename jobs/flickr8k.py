@@ -24,7 +24,7 @@ import json
 import math
 import os
 
-from img2txt.model import training
+from img2txt.model import input_pipeline, training
 from img2txt.model.config import SELF_CRITICAL, TrainingConfig
 from img2txt.pipelines import evaluate, preprocess
 from img2txt.schemas import decoders as decoder_names
@@ -175,8 +175,7 @@ def _preprocess(captions, images, data, beam_args):
     """The manifest of the preprocess output at ``data``, running preprocess first unless it completed before."""
     path = os.path.join(data, manifest.FILE_NAME)
     if os.path.exists(path):
-        with open(path, encoding='utf-8') as f:
-            print(f'    reusing {data} (delete it to preprocess again)', flush=True)
-            return manifest.validate(json.load(f), 'preprocess')
+        print(f'    reusing {data} (delete it to preprocess again)', flush=True)
+        return input_pipeline.read_manifest(data)
     return preprocess.run_config(preprocess.PreprocessConfig(
         dataset='karpathy', captions=captions, images=images, output=data, resize='squash'), beam_args)

@@ -154,7 +154,7 @@ def read_manifests(captions_dir):
     found = {}
     for metadata in FileSystems.match([FileSystems.join(captions_dir, schema.manifest_path('*'))])[0].metadata_list:
         try:
-            document = manifest.validate(json.loads(storage.read_bytes(metadata.path)), 'caption')
+            document = manifest.loads(storage.read_bytes(metadata.path), 'caption', metadata.path)
         except ValueError as e:
             raise ValueError(f'{metadata.path}: {e}') from e
         found[document[manifest.RUN_ID]] = document

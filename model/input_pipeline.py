@@ -21,16 +21,16 @@ run resumed after N examples rebuilds the same stream and skips N examples
 (``start_example``): no input state has to be checkpointed, and the same
 holds under every ``tf.distribute`` strategy.
 
-Files are read through TensorFlow's own file systems (tf.data needs them).
-Its GCS client cannot be pointed at an emulator, so gs:// data dirs are not
+Shards are read through TensorFlow's own file systems (tf.data needs them),
+the manifest through ``model.storage`` as every job reads one. TensorFlow's GCS client cannot be pointed at an emulator, so gs:// data dirs are not
 tested here; local ones are.
 """
-import json
 
 import tensorflow as tf
 
-from img2txt.model.config import CAPTIONS_PER_IMAGE
+from img2txt.model import storage
 from img2txt.model.caption_ops import split_caption_ids
+from img2txt.model.config import CAPTIONS_PER_IMAGE
 from img2txt.schemas import manifest, training_records, vocabulary
 
 # Shards read at once. More overlaps more reads on gs://, where each file's
@@ -45,15 +45,13 @@ def read_manifest(data_dir):
       FileNotFoundError: ``data_dir`` has no manifest.
       ValueError: the manifest is not a preprocess manifest this version reads.
     """
-    path = tf.io.gfile.join(data_dir, manifest.FILE_NAME)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f'{data_dir} has no {manifest.FILE_NAME}: not the output of img2txt preprocess')
-    with tf.io.gfile.GFile(path) as f:
-        document = json.load(f)
+    path = data_dir.rstrip('/') + '/' + manifest.FILE_NAME
     try:
-        return manifest.validate(document, 'preprocess')
-    except ValueError as e:
-        raise ValueError(f'{path}: {e}') from None
+        data = storage.read_bytes(path)
+    except Exception:  # a missing file is an OSError locally, a BeamIOError on gs://
+        raise FileNotFoundError(f'{data_dir} has no {manifest.FILE_NAME}: not the output of img2txt preprocess') \
+            from None
+    return manifest.loads(data, 'preprocess', path)
 
 
 def read_vocabulary(data_dir, document):

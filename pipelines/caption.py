@@ -34,7 +34,6 @@ captioned (README, "Captioning photo collections").
 import contextlib
 import dataclasses
 import datetime
-import json
 import logging
 import shutil
 import sys
@@ -542,4 +541,4 @@ def run_config(config, beam_args=(), progress_every_seconds=progress_lib.EVERY_S
         if not look or beam_options.is_template_launch(options):
             return None
         result.wait_until_finish()
-    return manifest.validate(json.loads(storage.read_bytes(manifest_path)), 'caption')
+    return manifest.loads(storage.read_bytes(manifest_path), 'caption', manifest_path)

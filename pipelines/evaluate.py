@@ -64,8 +64,7 @@ class EvaluateConfig:
 def _preprocessed(config, captioner, beam_args):
     """(images of the split, their candidates by id, failures) from a preprocess output's records."""
     from img2txt.pipelines import preprocess  # tf.Transform: imported only on this path
-    document = manifest.validate(json.loads(storage.read_bytes(FileSystems.join(config.data, manifest.FILE_NAME))),
-                                 'preprocess')
+    document = input_pipeline.read_manifest(config.data)
     encoder = document[manifest.ENCODER]
     if encoder[manifest.ENCODER_ID] != captioner.encoder_id:
         raise ValueError(f'{config.data} holds features of encoder {encoder[manifest.ENCODER_ID]}, but the model '

@@ -108,6 +108,18 @@ def validate(manifest, job):
     return manifest
 
 
+def loads(data, job, source):
+    """The ``job`` manifest in ``data`` (bytes or text read from ``source``), validated: every reader parses here.
+
+    Raises:
+      ValueError: one line naming ``source``: not JSON, or not a valid ``job`` manifest.
+    """
+    try:
+        return validate(json.loads(data), job)
+    except (ValueError, AttributeError) as e:  # AttributeError: JSON that is not an object
+        raise ValueError(f'{source}: {e}') from None
+
+
 def preprocess_manifest(*, version, inputs, options, counts, started_at, finished_at, dataset, encoder,
                         feature_dtype, vocabulary_size, min_word_count, splits, spatial_dtype=None):
     """The manifest of a preprocess output, from its parts.
