@@ -22,7 +22,8 @@ run resumed after N examples rebuilds the same stream and skips N examples
 holds under every ``tf.distribute`` strategy.
 
 Shards are read through TensorFlow's own file systems (tf.data needs them),
-the manifest through ``model.storage`` as every job reads one. TensorFlow's GCS client cannot be pointed at an emulator, so gs:// data dirs are not
+the manifest through ``model.storage`` as every job reads one. TensorFlow's
+GCS client cannot be pointed at an emulator, so gs:// data dirs are not
 tested here; local ones are.
 """
 
