@@ -219,9 +219,9 @@ def latest_export(model_dir):
     An export without its saved_model.pb does not count: an upload cut short
     (that file is copied last).
     """
-    steps = [training_run.export_step(path) for path in storage.list_files(
-        FileSystems.join(model_dir, training_run.EXPORT_DIR)) if path.partition('/')[2] == tf.saved_model.SAVED_MODEL_FILENAME_PB]
-    steps = [step for step in steps if step is not None]
+    files = storage.list_files(FileSystems.join(model_dir, training_run.EXPORT_DIR))
+    steps = [step for step in (training_run.export_step(path) for path in files
+                               if path.partition('/')[2] == tf.saved_model.SAVED_MODEL_FILENAME_PB) if step is not None]
     return FileSystems.join(model_dir, training_run.export_relative(max(steps))) if steps else None
 
 

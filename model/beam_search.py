@@ -63,6 +63,8 @@ class BeamSearchResult(collections.namedtuple('BeamSearchResult', ['token_ids', 
 def banned_tokens(vocab_size, position):
     """Bool ``[vocab_size]``: the ids a caption may not have at ``position`` (0: its first token), as above.
 
+    ``position`` may be a column ``[T, 1]`` of positions: the result is then ``[T, vocab_size]``.
+
     PAD, START and UNK anywhere, END first. Every decoding (beam search,
     self-critical training's sampling) masks the same ids.
     """

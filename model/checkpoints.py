@@ -147,11 +147,10 @@ def _layout(config, with_training=True):
     # Through the config class, so that a field added since the file was written reads as its default.
     model_config = decoder.config_class.from_dict(config[training_run.MODEL])
     layout = {f'{training_run.MODEL}.{name}': getattr(model_config, name) for name in decoder.shape_fields}
+    layout['encoder'] = config[training_run.ENCODER][manifest.ENCODER_ID]
     if with_training:
         training = TrainingConfig.from_dict(config[training_run.TRAINING])
         layout.update({f'{training_run.TRAINING}.{name}': getattr(training, name) for name in _TRAINING_LAYOUT})
-    layout['encoder'] = config[training_run.ENCODER][manifest.ENCODER_ID]
-    if with_training:
         # Loss scaling adds optimizer variables.
         layout['loss_scaling'] = distribution.uses_loss_scaling(config[training_run.PRECISION_POLICY])
     return layout

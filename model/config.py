@@ -247,5 +247,7 @@ class TrainingConfig(_Dictable):
     def initial_learning_rate(self):
         """The learning rate at step 0: ``learning_rate`` or the optimizer's default."""
         if self.learning_rate is None:
-            return SELF_CRITICAL_LEARNING_RATE if self.objective == SELF_CRITICAL else DEFAULT_LEARNING_RATES[self.optimizer]
+            if self.objective == SELF_CRITICAL:
+                return SELF_CRITICAL_LEARNING_RATE
+            return DEFAULT_LEARNING_RATES[self.optimizer]
         return self.learning_rate

@@ -22,14 +22,15 @@ the steps that sampled them), so it works for every decoder of
 ``model.decoders`` through their shared step interface.
 
 The run starts from a cross-entropy model (``TrainingConfig.init_from``) with
-a small Adam rate (``config.SELF_CRITICAL_LEARNING_RATE``, 5e-5, as self-critical.pytorch's recipes): users of SCST
-report CIDEr falling when it starts at larger rates. Samples are drawn from
+a small Adam rate by default (``config.SELF_CRITICAL_LEARNING_RATE``, 5e-5, as
+self-critical.pytorch's recipes): users of SCST report CIDEr falling when it
+starts at larger rates. Samples are drawn from
 (seed, step) alone, so a resumed run samples what an uninterrupted one would.
 """
 import numpy as np
 import tensorflow as tf
 
-from img2txt.model import beam_search, cider, input_pipeline
+from img2txt.model import beam_search, input_pipeline
 from img2txt.model.train_step import Objective
 from img2txt.schemas import training_run, vocabulary
 
@@ -131,8 +132,7 @@ def objective(model, scorer, num_samples, max_length, seed, step):
         # The probabilities the samples were drawn from: the banned ids masked at each position. (With the
         # model's own softmax the gradient would differ from the sampled policy's by a term that drifts mass
         # into ids that are never sampled, until the allowed ones are left with none and the policy collapses.)
-        positions = tf.range(tf.shape(tokens)[1])
-        banned = tf.vectorized_map(lambda t: beam_search.banned_tokens(logits.shape[-1], t), positions)
+        banned = beam_search.banned_tokens(logits.shape[-1], tf.range(tf.shape(tokens)[1])[:, tf.newaxis])  # [T, V]
         logits = tf.where(banned[tf.newaxis], _MASKED, logits)
         token_log_probs = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tokens, logits=logits)
         mask = tf.cast(tf.not_equal(tokens, vocabulary.PAD_ID), tf.float32)

@@ -47,7 +47,10 @@ class Objective:
 
 
 def cross_entropy(decoder, model):
-    """Teacher-forced token cross-entropy (plus the decoder's own term): batches of ``((features, input_ids), target_ids)``."""
+    """Teacher-forced token cross-entropy, plus the decoder's own term.
+
+    Batches are ``((features, input_ids), target_ids)``; it reports the cross-entropy alone.
+    """
     def terms(batch, prepared):
         inputs, target_ids = batch
         logits, penalty_sum = decoder.training_pass(model, inputs, target_ids, training=True)

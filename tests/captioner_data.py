@@ -19,7 +19,7 @@ from img2txt.model import decoders, encoders, export, image_decoding
 from img2txt.model.caption_ops import masked_loss, split_caption_ids
 from img2txt.model.config import AttentionConfig, ShowAndTellConfig
 from img2txt.schemas import decoders as decoder_names
-from img2txt.schemas import captioner, vocabulary
+from img2txt.schemas import vocabulary
 
 # What the model is trained to say about each photo.
 CAPTIONS = {

@@ -113,8 +113,9 @@ def test_the_reward_raises_the_cider_of_the_sampled_captions(toy, tmp_path, deco
     start = cross_entropy_model(toy, str(tmp_path / 'xe'), decoder, training_seed)
     before = sampled_reward(toy, start, decoder)
     model_dir = str(tmp_path / 'sc')
-    result = training.train(toy, model_dir, OPTIONS[decoder], self_critical_config(start, training_seed, num_epochs=200),
-                            decoder=decoder, export=False, log=lambda line: None)
+    result = training.train(toy, model_dir, OPTIONS[decoder],
+                            self_critical_config(start, training_seed, num_epochs=200), decoder=decoder,
+                            export=False, log=lambda line: None)
     after = sampled_reward(toy, model_dir, decoder)
     assert result.step == 200 and result.train_loss is None and result.train_reward > 0
     # Seen over seeds 0-7 and either TF_ENABLE_ONEDNN_OPTS: 0.48-0.54 before, 1.22-2.38 after (Show and Tell);
@@ -154,7 +155,8 @@ def test_starts_from_the_best_checkpoint_and_scores_it_first(toy, tmp_path, trai
     lines = []
     result = training.train(toy, str(tmp_path / 'sc'), SIZES, self_critical_config(
         start, training_seed, max_steps=2, caption_validation_every_steps=2), log=lines.append, export=False)
-    best_checkpoint = os.path.join(start, training_run.BEST_DIR, f'{training_run.CHECKPOINT_PREFIX}-{best[training_run.BEST_STEP]}')
+    best_checkpoint = os.path.join(start, training_run.BEST_DIR,
+                                   f'{training_run.CHECKPOINT_PREFIX}-{best[training_run.BEST_STEP]}')
     assert f'starting from the weights of {best_checkpoint}' in lines
     scored = [line for line in lines if line.startswith('val captions at step ')]
     assert [line.split(':')[0] for line in scored] == ['val captions at step 0', 'val captions at step 2']
@@ -166,7 +168,8 @@ def test_starts_from_the_best_checkpoint_and_scores_it_first(toy, tmp_path, trai
     assert [step for step, _ in reward[training_run.TRAIN_LOGS]] == [1, 2]
     assert [step for step, _ in cider_curves[training_run.VALIDATION_LOGS]] == [0, 2]
     section = report._training(str(tmp_path / 'sc'), loss, cider_curves, reward)
-    assert 'id="reward"' in section and f'(the reward), {reward[training_run.TRAIN_LOGS][-1][1]:.4f} at step 2' in section
+    last_reward = reward[training_run.TRAIN_LOGS][-1][1]
+    assert 'id="reward"' in section and f'(the reward), {last_reward:.4f} at step 2' in section
 
 
 def test_refuses_what_would_undo_or_misread_the_starting_model(toy, tmp_path, training_seed):

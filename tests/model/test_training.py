@@ -232,7 +232,8 @@ def test_resuming_with_any_shape_field_changed_is_refused_on_one_line_before_any
     else:
         value = getattr(decoders.get(decoder).config_class(vocab_size=20, feature_dim=16, **options), field)
         data, changed = resumable, {**options, field: (not value) if isinstance(value, bool) else value + 1}
-    with pytest.raises(ValueError, match=rf'holds checkpoints of another model \(model\.{field} \S+ -> \S+\)') as refusal:
+    refused = rf'holds checkpoints of another model \(model\.{field} \S+ -> \S+\)'
+    with pytest.raises(ValueError, match=refused) as refusal:
         training.train(data, str(model_dir), changed, TrainingConfig(max_steps=2, **RESUME_CONFIG), decoder=decoder)
     assert '\n' not in str(refusal.value)
     assert (model_dir / training_run.CONFIG_FILE).read_bytes() == config_before
