@@ -16,6 +16,7 @@ from PIL import Image, ImageStat
 
 from captioner_data import CAPTIONS, encoded, photo
 from img2txt.jobs import cli, report
+from img2txt.jobs.report.page import document
 from img2txt.model import image_decoding, training
 from img2txt.model.captioner import Candidate, Captioner
 from img2txt.model.config import TrainingConfig
@@ -493,7 +494,7 @@ def test_each_heat_tile_is_bright_where_its_word_looked(caption_output, tmp_path
         given.append(report.Look(row[schema.URI], crop, Candidate(row[schema.CAPTION], -1.0, words),
                                  blob_weights(words, grid, seed)))
     page = tmp_path / 'page.html'
-    page.write_text(report._page('set weights', 'three photos', [
+    page.write_text(document('set weights', 'three photos', [
         report.attention_section(given, 0, 'attention@000000000000', 'export', grid)]), encoding='utf-8')
     shown = looks(dump_dom(page, tmp_path))
     assert [name for name, *_ in shown] == list(rows)[:3]

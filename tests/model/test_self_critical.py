@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from img2txt.jobs import report
+from img2txt.jobs.report.sections import training_section
 from img2txt.model import checkpoints, cider, decoders, input_pipeline, self_critical, training
 from img2txt.model.config import ShowAndTellConfig, TrainingConfig
 from img2txt.model.show_and_tell import ShowAndTell
@@ -167,7 +168,7 @@ def test_starts_from_the_best_checkpoint_and_scores_it_first(toy, tmp_path, trai
     loss, cider_curves, reward = report.training_curves(str(tmp_path / 'sc'))
     assert [step for step, _ in reward[training_run.TRAIN_LOGS]] == [1, 2]
     assert [step for step, _ in cider_curves[training_run.VALIDATION_LOGS]] == [0, 2]
-    section = report._training(str(tmp_path / 'sc'), loss, cider_curves, reward)
+    section = training_section(str(tmp_path / 'sc'), loss, cider_curves, reward)
     last_reward = reward[training_run.TRAIN_LOGS][-1][1]
     assert 'id="reward"' in section and f'(the reward), {last_reward:.4f} at step 2' in section
 
