@@ -6,10 +6,10 @@ cross-entropy with Adam, batches of 64 captions, caption validation every
 epoch and the best checkpoint exported; then self-critical from it), and its
 exports are scored on val with ``img2txt evaluate``:
 
-  show_and_tell/lite0/squash   the recipe
-  show_and_tell/lite0/crop     the photo's centre square instead of all of it
-  show_and_tell/lite2/squash   a larger encoder (260x260, 1280-d)
-  attention/lite0/squash       soft attention over Lite0's 7x7 head map
+  attention/lite0/squash       the recipe: soft attention over Lite0's 7x7 head map
+  show_and_tell/lite0/squash   Show and Tell on Lite0's pooled vector
+  show_and_tell/lite0/crop     the same on the photo's centre square instead of all of it
+  show_and_tell/lite2/squash   the same with a larger encoder (260x260, 1280-d)
 
 Each is trained once per seed (``--seeds``); a row gives the median over
 seeds of BLEU-1..4, METEOR, ROUGE-L and CIDEr-D (CIDEr-D's min and max
@@ -24,9 +24,9 @@ scored again (their training minutes are kept in ``minutes.json``).
     .venv/bin/python benchmarks/flickr8k.py [--flickr8k ../shared/data/flickr8k] [--workdir /tmp/img2txt-flickr8k]
         [--only show_and_tell/lite0/squash ...] [--seeds 1] [--epochs 6] [--self-critical-epochs 4] [--repeats 5]
 
-About 40 minutes of cross-entropy and 25 of self-critical training per
-candidate and seed for Show and Tell on 2 cores, plus 4-5 minutes of
-preprocessing per encoder and resize.
+About 35-40 minutes of cross-entropy and 20-25 of self-critical training per
+candidate and seed on 2 cores, either decoder, plus 2-5 minutes of
+preprocessing per encoder, resize and feature kind.
 """
 import argparse
 import json

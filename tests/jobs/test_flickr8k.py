@@ -31,8 +31,8 @@ def test_the_recipe_trains_both_stages_and_prints_the_val_table(folder, tmp_path
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert '2/5 preprocess -> ' in out and ': 60 photos, 300 captions, 0 failed' in out
-    assert '3/5 train show_and_tell, cross-entropy, 2 epochs' in out
-    assert '4/5 train show_and_tell, self-critical, 1 epochs' in out
+    assert '3/5 train attention, cross-entropy, 2 epochs' in out
+    assert '4/5 train attention, self-critical, 1 epochs' in out
     assert 'self-critical training: rewards are CIDEr-D against the references of 42 train images' in out
     assert 'val captions at step 0: CIDEr-D ' in out  # the self-critical stage scores where it starts
     exports = {stage: os.listdir(output / stage / training_run.EXPORT_DIR)
@@ -52,6 +52,18 @@ def test_the_recipe_trains_both_stages_and_prints_the_val_table(folder, tmp_path
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert 'reusing ' in out and f'self-critical ({recommended})' in out
+
+
+def test_an_output_preprocessed_for_show_and_tell_is_refused_by_attention_naming_it(folder, tmp_path, capsys):
+    output = tmp_path / 'out'
+    common = ['flickr8k', '--flickr8k', str(folder), '--output', str(output), '--cross-entropy-epochs', '1',
+              '--self-critical-epochs', '0', '--lstm-units', '8']
+    assert cli.main(common + ['--decoder', 'show_and_tell']) == 0
+    assert '3/5 train show_and_tell, cross-entropy, 1 epochs' in capsys.readouterr().out
+    assert cli.main(common) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f'img2txt flickr8k: error: {output / flickr8k.DATA_DIR} holds no spatial maps, which the '
+                   'attention decoder reads (it was preprocessed for another decoder): delete it to preprocess again')
 
 
 @pytest.mark.parametrize('damage,message', [
