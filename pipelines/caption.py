@@ -138,13 +138,11 @@ def _microseconds(moment):
 
 def error_row(context, stage, uri, error_type, message, file=None):
     """One ``schemas.captions.ERRORS_SCHEMA`` row."""
-    if stage not in schema.STAGES:
-        raise ValueError(f'unknown stage {stage!r}; expected one of {schema.STAGES}')
     return {
         schema.URI: uri,
         schema.SIZE_BYTES: file.size if file else None,
         schema.MODIFIED_AT: _time(file.modified_us) if file else None,
-        schema.STAGE: stage, schema.ERROR_TYPE: error_type, schema.MESSAGE: message,
+        **errors.reason(stage, error_type, message),
         schema.MODEL_ID: context.model_id, schema.RUN_ID: context.run_id, schema.FAILED_AT: _now(),
     }
 

@@ -18,6 +18,9 @@ import math
 
 import pyarrow as pa
 
+from img2txt.schemas import errors
+from img2txt.schemas.errors import ERROR_TYPE, MESSAGE, STAGE  # noqa: F401 (the error rows' reason columns)
+
 CAPTIONS_DIR = 'captions'
 ERRORS_DIR = 'errors'
 RUNS_DIR = 'runs'
@@ -50,13 +53,8 @@ REUSED = 'reused'
 ENCODER_ID = 'encoder_id'
 CAPTIONED_AT = 'captioned_at'
 
-# Error rows.
-STAGE = 'stage'                    # one of STAGES: where the file failed
-ERROR_TYPE = 'error_type'          # the exception's class name, e.g. CorruptImageError
-MESSAGE = 'message'                # one line saying why
+# Error rows: the photo, why it failed (schemas.errors.REASON_FIELDS: STAGE, ERROR_TYPE, MESSAGE), the run.
 FAILED_AT = 'failed_at'
-
-STAGES = ('match', 'read', 'decode', 'infer')
 
 _TIME = pa.timestamp('us', tz='UTC')
 
@@ -89,9 +87,7 @@ ERRORS_SCHEMA = pa.schema([
     pa.field(URI, pa.string(), nullable=False),
     pa.field(SIZE_BYTES, pa.int64()),
     pa.field(MODIFIED_AT, _TIME),
-    pa.field(STAGE, pa.string(), nullable=False),
-    pa.field(ERROR_TYPE, pa.string(), nullable=False),
-    pa.field(MESSAGE, pa.string(), nullable=False),
+    *errors.REASON_FIELDS,
     pa.field(MODEL_ID, pa.string(), nullable=False),
     pa.field(RUN_ID, pa.string(), nullable=False),
     pa.field(FAILED_AT, _TIME, nullable=False),
