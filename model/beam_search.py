@@ -36,7 +36,6 @@ Rules:
 """
 import collections
 
-import numpy as np
 import tensorflow as tf
 
 from img2txt.schemas import vocabulary
@@ -238,30 +237,17 @@ def beam_search(model, features, beam_size, max_length, length_normalization=0.0
         log_probs=log_probs[:, :top_k])
 
 
-def ids_to_text(token_ids, lengths, vocab):
-    """Turns beam search output into caption strings.
+def texts(token_ids, words):
+    """The captions of a search's token ids, in-graph: string ``[B, k]``, each its words joined by spaces.
+
+    Beam search pads with PAD_ID and never returns START, END or UNK (``banned_tokens``),
+    so leaving out the reserved ids leaves exactly the caption's words. The export
+    and caption validation both turn ids into text here.
 
     Args:
-      token_ids: int ``[B, k, L]`` (tensor or array), as ``BeamSearchResult``.
-      lengths: int ``[B, k]``: words to read from each row.
-      vocab: the token list, id -> token (``schemas.vocabulary.read``).
-
-    Returns:
-      ``B`` lists of ``k`` strings: the words joined by spaces, read up to the
-      length or the first END, reserved tokens (PAD, START, UNK) left out.
+      token_ids: int ``[B, k, L]``, as ``BeamSearchResult``.
+      words: the token list, id -> token (``schemas.vocabulary.read``), or a string tensor of it.
     """
-    token_ids = np.asarray(token_ids)
-    lengths = np.asarray(lengths)
-    captions = []
-    for image_ids, image_lengths in zip(token_ids, lengths):
-        texts = []
-        for ids, length in zip(image_ids, image_lengths):
-            words = []
-            for token_id in ids[:length]:
-                if token_id == vocabulary.END_ID:
-                    break
-                if token_id >= vocabulary.NUM_RESERVED:
-                    words.append(vocab[token_id])
-            texts.append(' '.join(words))
-        captions.append(texts)
-    return captions
+    is_word = token_ids >= vocabulary.NUM_RESERVED
+    tokens = tf.where(is_word, tf.gather(words, token_ids) + ' ', '')
+    return tf.strings.strip(tf.strings.reduce_join(tokens, axis=-1))

@@ -50,10 +50,11 @@ class CaptionValidation:
         if not features:
             raise ValueError(f'{data_dir} has no {split} images to caption')
         self._features = np.stack(features)
-        self._vocab = vocab
         self._batch_size = batch_size
+        words = tf.constant(vocab)
         self._search = tf.function(
-            lambda batch: beam_search.beam_search(model, batch, beam_size, max_length, length_normalization, top_k=1),
+            lambda batch: beam_search.texts(beam_search.beam_search(
+                model, batch, beam_size, max_length, length_normalization, top_k=1).token_ids, words)[:, 0],
             input_signature=[tf.TensorSpec([None, *self._features.shape[1:]], tf.float32)], autograph=False)
         self.meteor = evaluation.java_available()
 
@@ -65,8 +66,8 @@ class CaptionValidation:
         """{image id: best caption} of every image, from the model as it is now."""
         texts = []
         for start in range(0, self.num_images, self._batch_size):
-            result = self._search(tf.constant(self._features[start:start + self._batch_size]))
-            texts += [best for [best] in beam_search.ids_to_text(result.token_ids, result.lengths, self._vocab)]
+            best = self._search(tf.constant(self._features[start:start + self._batch_size]))
+            texts += [text.decode('utf-8') for text in best.numpy()]
         return dict(zip(self._image_ids, texts))
 
     def __call__(self):

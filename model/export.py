@@ -219,11 +219,7 @@ def _captioner_module(decoder, model, model_config, encoder, vocab, config_json,
         result = beam_search.beam_search(
             model, features, model_config.beam_size, model_config.max_caption_length,
             model_config.length_normalization)
-        # Beam search pads with PAD_ID and never returns START, END or UNK,
-        # so dropping the reserved ids leaves exactly the caption's words.
-        is_word = result.token_ids >= vocabulary.NUM_RESERVED
-        tokens = tf.where(is_word, tf.gather(words, result.token_ids) + ' ', '')
-        outputs = {captioner.CAPTIONS: tf.strings.strip(tf.strings.reduce_join(tokens, axis=-1)),
+        outputs = {captioner.CAPTIONS: beam_search.texts(result.token_ids, words),
                    captioner.LOG_PROBS: result.log_probs,
                    captioner.LENGTHS: result.lengths}
         if decoder.has_attention_weights:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from img2txt.model.beam_search import beam_search, blockwise_top_k, ids_to_text, length_penalty
+from img2txt.model.beam_search import beam_search, blockwise_top_k, length_penalty, texts
 from img2txt.model.config import ShowAndTellConfig
 from img2txt.model.show_and_tell import ShowAndTell
 from img2txt.schemas.vocabulary import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID
@@ -129,7 +129,7 @@ def test_unk_is_never_chosen_even_by_a_model_that_prefers_it():
         assert (lengths > 0).all() and not (ids == UNK_ID).any()
         # The text is exactly the tokens: as many words as the length says.
         vocab = list(RESERVED_TOKENS) + [f'w{i}' for i in range(4, 20)]
-        assert [[len(c.split()) for c in image] for image in ids_to_text(ids, lengths, vocab)] == lengths.tolist()
+        assert [[len(c.split()) for c in image] for image in texts(ids, vocab).numpy()] == lengths.tolist()
     # Masked, not renormalised: log-probabilities stay the model's, far below those of UNK.
     assert_beam_of_one_is_greedy(model, features)
 
@@ -231,9 +231,8 @@ def test_blockwise_top_k_equals_top_k_ties_included(shape, k):
         np.testing.assert_array_equal(found, expected)
 
 
-def test_ids_to_text_stops_at_end_and_drops_reserved_tokens():
+def test_texts_join_the_words_and_leave_out_the_padding():
     vocab = list(RESERVED_TOKENS) + ['a', 'dog', 'runs']
-    token_ids = np.array([[[4, 5, 6, PAD_ID], [4, UNK_ID, 6, 5]],
-                          [[5, END_ID, 6, PAD_ID], [PAD_ID] * 4]])
-    lengths = np.array([[3, 4], [3, 0]])
-    assert ids_to_text(token_ids, lengths, vocab) == [['a dog runs', 'a runs dog'], ['dog', '']]
+    token_ids = np.array([[[4, 5, 6, PAD_ID], [4, 6, 5, 6]],
+                          [[5, PAD_ID, PAD_ID, PAD_ID], [PAD_ID] * 4]])
+    assert texts(token_ids, vocab).numpy().tolist() == [[b'a dog runs', b'a runs dog runs'], [b'dog', b'']]

@@ -12,7 +12,7 @@ from PIL import Image
 
 from captioner_data import CAPTIONS, encoded, photo, png_declaring, train_captioner
 from img2txt.model import encoders, export, image_decoding
-from img2txt.model.beam_search import beam_search, ids_to_text
+from img2txt.model.beam_search import beam_search, texts
 from img2txt.model.captioner import Captioner
 from img2txt.model.config import ShowAndTellConfig
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
@@ -159,9 +159,9 @@ def test_bytes_pixels_and_features_agree(loaded, photos, encoder, trained, fmt):
     for key in (captioner.CAPTIONS, captioner.LENGTHS):
         np.testing.assert_array_equal(from_pixels[key], from_features[key])
     np.testing.assert_allclose(from_pixels[captioner.LOG_PROBS], from_features[captioner.LOG_PROBS], rtol=1e-6)
-    # The in-graph text is ids_to_text of the model's own beam search.
+    # The exported search is the model's own: the same captions as beam_search on its weights.
     result = beam_search(model, features, config.beam_size, config.max_caption_length)
-    assert from_features[captioner.CAPTIONS] == ids_to_text(result.token_ids, result.lengths, vocab)
+    assert from_features[captioner.CAPTIONS] == export.captions_text(texts(result.token_ids, vocab))
     np.testing.assert_allclose(from_features[captioner.LOG_PROBS], result.log_probs, rtol=1e-5)
 
 

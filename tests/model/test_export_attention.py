@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from captioner_data import CAPTIONS, image_features, photos_jpeg, train_captioner
 from img2txt.model import encoders, export, image_decoding
-from img2txt.model.beam_search import beam_search, ids_to_text
+from img2txt.model.beam_search import beam_search, texts
 from img2txt.model.captioner import Captioner
 from img2txt.model.config import AttentionConfig, ShowAndTellConfig
 from img2txt.schemas import decoders as decoder_names
@@ -84,7 +84,7 @@ def test_signatures_equal_the_in_process_beam_search_and_attention(loaded, train
     for key in (captioner.LOG_PROBS, captioner.ATTENTION):
         np.testing.assert_allclose(from_pixels[key], from_features[key], rtol=1e-5, atol=1e-6)
     result = beam_search(model, maps, config.beam_size, config.max_caption_length)
-    assert from_features[captioner.CAPTIONS] == ids_to_text(result.token_ids, result.lengths, vocab)
+    assert from_features[captioner.CAPTIONS] == export.captions_text(texts(result.token_ids, vocab))
     np.testing.assert_allclose(from_features[captioner.LOG_PROBS], result.log_probs, rtol=1e-5)
     height, width, _ = encoder.spatial_shape
     expected = model.attention_weights(maps, result.token_ids[:, 0]).numpy()

@@ -415,7 +415,7 @@ def test_caption_validation_scores_the_beam_search_captions_against_the_records(
                                                       max_length=20, batch_size=3)
     found = beam_search.beam_search(result.model, np.stack([f for _, f, _ in images]), 3, 20, top_k=1)
     expected = dict(zip([image_id for image_id, _, _ in images],
-                        [best for [best] in beam_search.ids_to_text(found.token_ids, found.lengths, vocab)]))
+                        [best.decode('utf-8') for [best] in beam_search.texts(found.token_ids, vocab).numpy()]))
     assert validation.captions() == expected
     references = {image_id: [' '.join(vocab[i] for i in caption) for caption in captions]
                   for image_id, _, captions in images}
