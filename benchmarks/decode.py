@@ -18,7 +18,8 @@ import numpy as np
 from PIL import Image
 
 import measure
-from img2txt.model import encoders, image_decoding
+from img2txt.model.networks import encoders
+from img2txt.model.serving import image_decoding
 
 BATCH_SIZES = (1, 8, 32, 64)
 # Images per encoder sample, so that every batch size's sample lasts long enough to time (batch 1: 64 calls).

@@ -47,7 +47,9 @@ import numpy as np
 import measure
 from caption import link_photos, pipeline_seconds
 from img2txt.jobs import demo, scenes
-from img2txt.model import encoders, image_decoding, storage, training
+from img2txt.model import storage, training
+from img2txt.model.networks import encoders
+from img2txt.model.serving import image_decoding
 from img2txt.pipelines import evaluate, preprocess
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import evaluation

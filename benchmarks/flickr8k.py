@@ -38,8 +38,11 @@ import numpy as np
 
 import measure
 from img2txt.jobs import flickr8k as recipe
-from img2txt.model import decoders, image_decoding, input_pipeline, training
-from img2txt.model.captioner import Captioner
+from img2txt.model import training
+from img2txt.model.networks import decoders
+from img2txt.model.serving import image_decoding
+from img2txt.model.training import input_pipeline
+from img2txt.model.serving.captioner import Captioner
 from img2txt.pipelines import evaluate, preprocess
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import evaluation, flickr8k, manifest

@@ -33,7 +33,9 @@ import numpy as np
 from PIL import Image
 
 import measure
-from img2txt.model import encoders, image_decoding, storage
+from img2txt.model import storage
+from img2txt.model.networks import encoders
+from img2txt.model.serving import image_decoding
 from img2txt.pipelines import preprocess
 
 WORDS = ('red', 'blue', 'green', 'dog', 'cat', 'car', 'tree', 'house', 'man', 'woman', 'beach', 'street')

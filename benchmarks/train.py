@@ -25,7 +25,8 @@ import time
 import numpy as np
 
 import measure
-from img2txt.model import distribution, input_pipeline, training
+from img2txt.model import training
+from img2txt.model.training import distribution, input_pipeline
 from img2txt.model.config import TrainingConfig
 from img2txt.schemas import manifest, training_records, training_run, vocabulary
 

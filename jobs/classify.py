@@ -8,7 +8,9 @@ import sys
 
 import numpy as np
 
-from img2txt.model import encoders, image_decoding, storage
+from img2txt.model import storage
+from img2txt.model.networks import encoders
+from img2txt.model.serving import image_decoding
 
 BATCH_SIZE = 32
 

@@ -25,7 +25,8 @@ import os
 import shutil
 
 from img2txt.jobs import classify, report, scenes
-from img2txt.model import decoders, encoders, training
+from img2txt.model import training
+from img2txt.model.networks import decoders, encoders
 from img2txt.model.config import TrainingConfig
 from img2txt.pipelines import caption, evaluate, preprocess
 from img2txt.schemas import decoders as decoder_names

@@ -10,8 +10,9 @@ import sys
 
 import numpy as np
 
-from img2txt.model import image_decoding, storage
-from img2txt.model.captioner import Captioner
+from img2txt.model import storage
+from img2txt.model.serving import image_decoding
+from img2txt.model.serving.captioner import Captioner
 
 
 def register(subparsers):

@@ -11,7 +11,7 @@
    captioning val with beam search after every epoch and keeping the
    checkpoint with the best CIDEr-D.
 4. ``train`` self-critical from that checkpoint: CIDEr-D of sampled captions
-   against the train references (``model.self_critical``), Adam at 2.5e-4
+   against the train references (``model.training.self_critical``), Adam at 2.5e-4
    with batches of 64 photos, val scored every half epoch; the best checkpoint is the recommended
    captioner, exported at ``OUTPUT/model/export/STEP``.
 5. ``evaluate`` both stages' exports on val, and prints them beside the
@@ -26,7 +26,9 @@ import json
 import math
 import os
 
-from img2txt.model import decoders, input_pipeline, training
+from img2txt.model import training
+from img2txt.model.networks import decoders
+from img2txt.model.training import input_pipeline
 from img2txt.model.config import SELF_CRITICAL, TrainingConfig
 from img2txt.pipelines import evaluate, preprocess
 from img2txt.schemas import decoders as decoder_names

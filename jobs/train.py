@@ -5,7 +5,9 @@ import json
 import signal
 
 from img2txt.jobs import flags
-from img2txt.model import decoders, distribution, training
+from img2txt.model import training
+from img2txt.model.networks import decoders
+from img2txt.model.training import distribution
 from img2txt.model.config import TrainingConfig
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import training_run

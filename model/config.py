@@ -23,7 +23,7 @@ DEFAULT_LEARNING_RATES = {'sgd': 2.0, 'adam': 1e-3}
 CAPTIONS_PER_IMAGE = ('all', 'one')
 
 # What training minimises: the captions' cross-entropy, or (self-critical
-# training, model.self_critical) minus the CIDEr-D of sampled captions.
+# training, model.training.self_critical) minus the CIDEr-D of sampled captions.
 CROSS_ENTROPY, SELF_CRITICAL = 'cross_entropy', 'self_critical'
 OBJECTIVES = (CROSS_ENTROPY, SELF_CRITICAL)
 # Adam's rate for self-critical training (self-critical.pytorch's): larger ones make CIDEr fall when it starts.
@@ -114,12 +114,12 @@ class _DecoderConfig(_Dictable):
 
 @dataclasses.dataclass(frozen=True)
 class ShowAndTellConfig(_DecoderConfig):
-    """Sizes and decoding options of the Show-and-Tell model (``model.show_and_tell``)."""
+    """Sizes and decoding options of the Show-and-Tell model (``model.networks.show_and_tell``)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class AttentionConfig(_DecoderConfig):
-    """Sizes and options of the soft-attention decoder (``model.attention``).
+    """Sizes and options of the soft-attention decoder (``model.networks.attention``).
 
     The options of Show, Attend and Tell (Xu et al. 2015), its gate and its
     doubly stochastic penalty with lambda 1, are on by default.

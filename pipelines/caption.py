@@ -46,7 +46,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 import img2txt
-from img2txt.model import captioner as captioner_lib, storage
+from img2txt.model import storage
+from img2txt.model.serving import captioner as captioner_lib
 from img2txt.pipelines import beam_options, caption_history, decode_images, lease as lease_lib, progress as progress_lib
 from img2txt.pipelines.model_handlers import CaptionerModelHandler
 from img2txt.schemas import captions as schema, errors, lease as lease_schema, manifest

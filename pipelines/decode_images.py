@@ -1,6 +1,6 @@
 """``DecodeImages``: image files → the encoder's input pixels in a Beam pipeline, failures as error records.
 
-The decoding itself is ``model.image_decoding`` (Pillow); this is its Beam
+The decoding itself is ``model.serving.image_decoding`` (Pillow); this is its Beam
 step, which reads the files, decodes them on a thread pool and routes each
 failure to an error record naming the file (``schemas.errors``).
 """
@@ -13,7 +13,7 @@ import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 
 from img2txt.model import storage
-from img2txt.model.image_decoding import DecodedImage, ImageDecodeError, decode_image
+from img2txt.model.serving.image_decoding import DecodedImage, ImageDecodeError, decode_image
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
 from img2txt.schemas import errors
 

@@ -26,8 +26,11 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 
-from img2txt.model import decoders, evaluation, image_decoding, input_pipeline, storage
-from img2txt.model.captioner import DEFAULT_BATCH_SIZE, Captioner
+from img2txt.model import evaluation, storage
+from img2txt.model.networks import decoders
+from img2txt.model.serving import image_decoding
+from img2txt.model.training import input_pipeline
+from img2txt.model.serving.captioner import DEFAULT_BATCH_SIZE, Captioner
 from img2txt.pipelines import datasets
 from img2txt.schemas import evaluation as schema, manifest, training_records
 

@@ -13,7 +13,8 @@ import numpy as np
 from apache_beam.ml.inference import base
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from img2txt.model import captioner, encoders
+from img2txt.model.networks import encoders
+from img2txt.model.serving import captioner
 
 # Beam 2.77 imports ``resource`` in one try block with a model manager that
 # needs torch; without torch it sets ``resource`` to None, then warns "Resource
@@ -68,7 +69,7 @@ class CaptionerModelHandler(ModelHandler):
     """``DecodedImage``s → their top-k captions (lists of ``Candidate``), with an exported captioner.
 
     Each worker process loads the SavedModel once (local or gs://); the
-    captioner runs in fixed batches of ``batch_size`` (``model.captioner``),
+    captioner runs in fixed batches of ``batch_size`` (``model.serving.captioner``),
     and Beam is asked for batches of that size so that only a bundle's last
     batch is padded. The inference's model id is the export's.
     """

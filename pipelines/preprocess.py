@@ -49,7 +49,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 import img2txt
-from img2txt.model import encoders, input_spec, storage
+from img2txt.model import input_spec, storage
+from img2txt.model.networks import encoders
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
 from img2txt.model.tokenizer import tokenize
 from img2txt.pipelines import beam_options, datasets, decode_images, progress as progress_lib

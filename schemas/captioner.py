@@ -1,6 +1,6 @@
 """The exported captioner: a SavedModel from images to their best captions.
 
-Training writes it (``model.export``); the caption pipeline and anything that
+Training writes it (``model.serving.export``); the caption pipeline and anything that
 serves it read it. It loads with TensorFlow alone (``tf.saved_model.load``),
 without img2txt. Its directory holds:
 
@@ -42,7 +42,7 @@ pixel is decoded: a decompression bomb) the message names the image's index
 in the batch and, for the last, its declared size. Callers that need
 per-image errors decode with the pipelines' decoder and call caption_pixels,
 with the same limit. Its decoding follows the pipelines' Pillow decoder
-(``model.graph_decoding`` lists the differences): EXIF orientation applied,
+(``model.serving.graph_decoding`` lists the differences): EXIF orientation applied,
 transparency composited on white (GIF's included), an animation's first
 frame.
 

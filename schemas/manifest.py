@@ -38,7 +38,7 @@ ERRORS = 'errors'                # path pattern of the error-record Parquet file
 
 # Fields of the ENCODER entry: the encoder's name, its id (name@weights hash),
 # its feature length, the [H, W, C] of its spatial map (absent in manifests
-# written before spatial features), which map that is (model.encoders'
+# written before spatial features), which map that is (model.networks.encoders'
 # SPATIAL_LAYERS; absent in manifests written before the choice: 'head', the
 # map the features pool) and its InputSpec as a dict.
 ENCODER_NAME = 'name'

@@ -51,7 +51,7 @@ IMAGES_PER_SECOND = 'images_per_second'   # its throughput, where cross-entropy 
 
 # Fields of config.json.
 DECODER = 'decoder'                  # one of schemas.decoders.NAMES (older files lack it: decoders.UNNAMED)
-MODEL = 'model'                      # the DECODER's config (model.decoders' config class) .to_dict()
+MODEL = 'model'                      # the DECODER's config (model.networks.decoders' config class) .to_dict()
 TRAINING = 'training'                # TrainingConfig.to_dict()
 DATA = 'data'                        # the preprocess output trained on
 ENCODER = 'encoder'                  # the data's encoder: {manifest.ENCODER_NAME, manifest.ENCODER_ID}

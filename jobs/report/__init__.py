@@ -32,8 +32,8 @@ from img2txt.jobs.report.page import document
 from img2txt.jobs.report.sections import (WORST_IMAGES, Look, attention_section, errors_section, evaluation_section,
                                           export_attention_section, gallery_section, runs_section, training_section)
 from img2txt.jobs.report.training import EVENT_FILES, latest_export, scalar_curves, training_curves
-from img2txt.model import decoders
-from img2txt.model.captioner import ExportInfo
+from img2txt.model.networks import decoders
+from img2txt.model.serving.captioner import ExportInfo
 from img2txt.schemas import captions as schema
 
 # The job, and the names of its modules that callers reach as ``report.NAME``.

@@ -6,7 +6,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from img2txt.model import image_decoding, storage
+from img2txt.model import storage
+from img2txt.model.serving import image_decoding
 from img2txt.model.input_spec import InputSpec
 
 # Square centre crops from the pipelines' decoder, so a thumbnail gets the same

@@ -14,8 +14,9 @@ from img2txt.jobs.report.chart import line_chart
 from img2txt.jobs.report.images import (ATTENTION_QUALITY, ATTENTION_TILE, THUMBNAIL_SPEC, heat_tile, jpeg_uri, scaled,
                                         thumbnails)
 from img2txt.jobs.report.page import escape as _e
-from img2txt.model import image_decoding, storage
-from img2txt.model.captioner import DEFAULT_BATCH_SIZE, Candidate, Captioner
+from img2txt.model import storage
+from img2txt.model.serving import image_decoding
+from img2txt.model.serving.captioner import DEFAULT_BATCH_SIZE, Candidate, Captioner
 from img2txt.schemas import captioner, captions as schema, evaluation, manifest, training_run
 
 # Images of the evaluation listed by their CIDEr-D, worst first.

@@ -17,8 +17,9 @@ from PIL import Image, ImageStat
 from captioner_data import CAPTIONS, encoded, photo
 from img2txt.jobs import cli, report
 from img2txt.jobs.report.page import document
-from img2txt.model import image_decoding, training
-from img2txt.model.captioner import Candidate, Captioner
+from img2txt.model import training
+from img2txt.model.serving import image_decoding
+from img2txt.model.serving.captioner import Candidate, Captioner
 from img2txt.model.config import TrainingConfig
 from img2txt.model.input_spec import InputSpec
 from img2txt.model.storage import read_bytes

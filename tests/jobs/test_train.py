@@ -12,8 +12,9 @@ import tensorflow as tf
 import yaml
 
 from img2txt.jobs import cli, vertex
-from img2txt.model import export, training
-from img2txt.model.captioner import ExportInfo
+from img2txt.model import training
+from img2txt.model.serving import export
+from img2txt.model.serving.captioner import ExportInfo
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import captioner, training_run
 from training_data import random_images, write_training_data
@@ -43,9 +44,9 @@ def test_help_lists_model_and_training_flags(capsys):
 
 
 def test_attention_flags_map_onto_its_config(tmp_path, monkeypatch, capsys):
-    # Export of the attention model is model.export's (tested there): stood in for here.
+    # Export of the attention model is model.serving.export's (tested there): stood in for here.
     exported = []
-    monkeypatch.setattr(training, 'export_model',
+    monkeypatch.setattr(training.loop, 'export_model',
                         lambda model, model_config, *args: exported.append(model_config) or 'attention@1')
     data_dir = write_training_data(tmp_path / 'data', {'train': random_images(4, 1, feature_dim=8, grid=(2, 3))})
     model_dir = tmp_path / 'model'

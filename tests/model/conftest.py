@@ -1,7 +1,8 @@
 """Fixtures of the export tests: each module trains its own small captioner (its ``trained`` fixture)."""
 import pytest
 
-from img2txt.model import encoders, export
+from img2txt.model.networks import encoders
+from img2txt.model.serving import export
 
 
 @pytest.fixture(scope='module')

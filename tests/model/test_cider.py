@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from pycocoevalcap.cider.cider import Cider
 
-from img2txt.model.cider import CiderD
+from img2txt.model.training.cider import CiderD
 
 REFERENCES = {
     'dog': ['a brown dog runs on the grass', 'a dog running across a lawn', 'the dog plays in the park'],

@@ -8,7 +8,7 @@ import skimage.data
 from PIL import Image
 from sklearn.datasets import load_sample_image
 
-from img2txt.model import encoders
+from img2txt.model.networks import encoders
 
 ESPRESSO = 967
 CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from captioner_data import encoded, png_declaring
-from img2txt.model import graph_decoding, image_decoding
+from img2txt.model.serving import graph_decoding, image_decoding
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
 
 SPEC = InputSpec(224, 256, 'bicubic')

@@ -7,8 +7,9 @@ import pytest
 from PIL import Image
 
 from captioner_data import encoded, png_declaring
-from img2txt.model import image_decoding, storage
-from img2txt.model.image_decoding import (CorruptImageError, EmptyImageError, ImageDecodeError, ImageTooLargeError,
+from img2txt.model import storage
+from img2txt.model.serving import image_decoding
+from img2txt.model.serving.image_decoding import (CorruptImageError, EmptyImageError, ImageDecodeError, ImageTooLargeError,
                                           NotAnImageError, UnsupportedFormatError, decode)
 from img2txt.model.input_spec import InputSpec
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from captioner_data import encoded, photo
-from img2txt.model import image_decoding, image_header
+from img2txt.model.serving import image_decoding, image_header
 from img2txt.model.input_spec import InputSpec
 
 EXIF = Image.Exif()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from img2txt.model import input_pipeline
+from img2txt.model.training import input_pipeline
 from img2txt.schemas import manifest, vocabulary
 from img2txt.schemas.vocabulary import END_ID, PAD_ID, START_ID
 from training_data import random_images, write_training_data

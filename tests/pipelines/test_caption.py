@@ -27,10 +27,10 @@ from captioner_data import CAPTIONS, encoded, photo, png_declaring
 from dataflow_flags import DATAFLOW_DRY_RUN
 import img2txt
 from img2txt.jobs import caption as caption_job, cli
-from img2txt.model import export
-from img2txt.model.captioner import Candidate, Captioner
+from img2txt.model.serving import export
+from img2txt.model.serving.captioner import Candidate, Captioner
 from img2txt.pipelines import beam_options, caption
-from img2txt.model.image_decoding import DecodedImage
+from img2txt.model.serving.image_decoding import DecodedImage
 from img2txt.schemas import captioner, captions as schema, lease as lease_schema, manifest
 
 # File name → the photo it holds, in unusual but valid dress.

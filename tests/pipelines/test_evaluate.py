@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from captioner_data import CAPTIONS, encoded, photo, train_and_export
 from img2txt.jobs import cli
-from img2txt.model import evaluation, export
+from img2txt.model import evaluation
+from img2txt.model.serving import export
 from img2txt.pipelines import evaluate, preprocess
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import captioner, evaluation as schema, manifest

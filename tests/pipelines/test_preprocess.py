@@ -13,7 +13,8 @@ from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 from PIL import Image
 
 from img2txt.jobs import cli
-from img2txt.model import encoders, image_decoding
+from img2txt.model.networks import encoders
+from img2txt.model.serving import image_decoding
 from img2txt.model.tokenizer import tokenize
 from img2txt.pipelines import preprocess
 from img2txt.schemas import manifest, training_records, vocabulary

@@ -35,10 +35,10 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from img2txt.model import image_header
+from img2txt.model.serving import image_header
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, SQUASH
 
-# The formats accepted, as ``model.image_header`` names them.
+# The formats accepted, as ``model.serving.image_header`` names them.
 SUPPORTED_FORMATS = frozenset(image_header.FORMATS)
 
 _RESAMPLE = {'bicubic': Image.Resampling.BICUBIC, 'bilinear': Image.Resampling.BILINEAR}
@@ -127,7 +127,7 @@ def decode_image(data, spec, max_pixels=DEFAULT_MAX_PIXELS, draft=True):
 def _open(data, max_pixels):
     """Parses the header only: format, size and mode, no pixel data.
 
-    The format and size come from ``model.image_header``, which decides on
+    The format and size come from ``model.serving.image_header``, which decides on
     bombs before Pillow reads anything, so the verdict does not depend on
     Pillow's release. Pillow then opens the bytes as that format only.
     """
@@ -157,7 +157,7 @@ def _open(data, max_pixels):
     return image
 
 
-# Pillow's plugins for each format ``model.image_header`` reads. MPO is the
+# Pillow's plugins for each format ``model.serving.image_header`` reads. MPO is the
 # multi-picture JPEG many phone cameras write; its first picture is an
 # ordinary JPEG.
 _PILLOW_FORMATS = {image_header.JPEG: ('JPEG', 'MPO'), image_header.PNG: ('PNG',), image_header.GIF: ('GIF',),

@@ -14,7 +14,8 @@ import json
 import tensorflow as tf
 
 import img2txt
-from img2txt.model import decoders, distribution
+from img2txt.model.networks import decoders
+from img2txt.model.training import distribution
 from img2txt.model.config import TrainingConfig
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import manifest, training_run

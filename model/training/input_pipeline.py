@@ -30,7 +30,7 @@ tested here; local ones are.
 import tensorflow as tf
 
 from img2txt.model import storage
-from img2txt.model.caption_ops import split_caption_ids
+from img2txt.model.networks.caption_ops import split_caption_ids
 from img2txt.model.config import CAPTIONS_PER_IMAGE
 from img2txt.schemas import manifest, training_records, vocabulary
 

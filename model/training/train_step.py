@@ -1,7 +1,7 @@
 """One training step and one validation pass, on every replica of a ``tf.distribute`` strategy.
 
 A train step minimises an ``Objective``: cross-entropy (``cross_entropy``)
-or self-critical training's reward (``model.self_critical``). On each
+or self-critical training's reward (``model.training.self_critical``). On each
 replica: the objective's summed loss over its share of the batch divided by
 its count over the whole batch (tokens: so the step minimises the mean loss
 per token of the global batch, however captions fall on replicas),
@@ -22,7 +22,7 @@ from typing import Callable, Optional
 import keras
 import tensorflow as tf
 
-from img2txt.model.caption_ops import masked_loss_sum
+from img2txt.model.networks.caption_ops import masked_loss_sum
 from img2txt.schemas import training_run
 
 

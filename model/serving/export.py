@@ -1,6 +1,6 @@
 """Exports a trained caption model as one self-contained captioner SavedModel.
 
-The caption model is any decoder of ``model.decoders`` (Show and Tell on
+The caption model is any decoder of ``model.networks.decoders`` (Show and Tell on
 pooled features, Show, Attend and Tell on the encoder's feature map); the
 config's type says which. The export holds the encoder, the caption model, the vocabulary and the
 decoding options; it turns images into their ``beam_size`` best captions and
@@ -11,7 +11,7 @@ on-disk contract (signatures, their inputs and outputs, files, attributes) is
 
 Three ways in, each a signature over a dynamic batch:
 
-  - ``caption_images``: image file bytes, decoded in-graph (``model.graph_decoding``),
+  - ``caption_images``: image file bytes, decoded in-graph (``model.serving.graph_decoding``),
     refusing images whose header declares more than ``max_pixels`` pixels.
   - ``caption_pixels``: the encoder's input crop made by the pipelines' Pillow
     decoder. The caption pipeline calls this one: decoding stays in Python,
@@ -38,7 +38,9 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from img2txt.model import beam_search, decoders, encoders, graph_decoding, input_spec, storage
+from img2txt.model import input_spec, storage
+from img2txt.model.networks import decoders, encoders
+from img2txt.model.serving import beam_search, graph_decoding
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
 from img2txt.schemas import captioner, vocabulary
 
@@ -53,7 +55,7 @@ def export_captioner(model, model_config, encoder_name, vocab, export_dir, encod
     """Writes the captioner SavedModel of a trained model.
 
     Args:
-      model: a trained model of one of ``model.decoders``.
+      model: a trained model of one of ``model.networks.decoders``.
       model_config: its config, whose class decides the decoder (recorded in
         the config); the sizes must be the model's, and
         the decoding options (beam size, max caption length, length

@@ -41,7 +41,7 @@ import functools
 import keras
 import tensorflow as tf
 
-from img2txt.model.caption_ops import uniform_initializer
+from img2txt.model.networks.caption_ops import uniform_initializer
 from img2txt.schemas import vocabulary
 
 

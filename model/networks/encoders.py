@@ -39,8 +39,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from img2txt.model import batching, efficientnet_lite
-from img2txt.model import torch_checkpoint
+from img2txt.model import batching
+from img2txt.model.networks import efficientnet_lite
+from img2txt.model.networks import torch_checkpoint
 from img2txt.model import input_spec as input_spec_lib
 from img2txt.model.input_spec import InputSpec
 from img2txt.schemas import manifest

@@ -17,7 +17,9 @@ dataset's own text; they rank checkpoints the same way.
 import numpy as np
 import tensorflow as tf
 
-from img2txt.model import beam_search, evaluation, input_pipeline
+from img2txt.model import evaluation
+from img2txt.model.serving import beam_search
+from img2txt.model.training import input_pipeline
 
 
 class CaptionValidation:

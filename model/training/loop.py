@@ -26,8 +26,10 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from img2txt.model import (caption_validation, checkpoints, cider, decoders, distribution, encoders,
-                           export as captioner_export, input_pipeline, self_critical, train_step)
+from img2txt.model.networks import decoders, encoders
+from img2txt.model.serving import export as captioner_export
+from img2txt.model.training import (caption_validation, checkpoints, cider, distribution, input_pipeline,
+                                    self_critical, train_step)
 from img2txt.model.config import EXPORT_BEST, SELF_CRITICAL, TrainingConfig
 from img2txt.model.input_spec import InputSpec
 from img2txt.schemas import decoders as decoder_names
@@ -211,7 +213,7 @@ def train(data_dir, model_dir, model_options=None, training_config=None, *, deco
 
 
 def export_model(model, model_config, document, data_dir, export_dir):
-    """Exports the captioner with ``model.export``; returns its model id.
+    """Exports the captioner with ``model.serving.export``; returns its model id.
 
     The encoder and its weights are those the preprocess manifest names, so
     the exported captioner computes the features the model was trained on.

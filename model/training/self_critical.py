@@ -5,7 +5,7 @@ given the previous human words; at test time it reads its own words and is
 judged on whole captions. Self-critical training closes that gap with
 REINFORCE: for each image it samples captions from the model as it decodes
 (``sample``), scores each against the image's training references with
-CIDEr-D (``model.cider``, document frequencies from the whole train split),
+CIDEr-D (``model.training.cider``, document frequencies from the whole train split),
 and raises the log-probability of the captions that scored above a baseline,
 lowers that of the others:
 
@@ -19,7 +19,7 @@ search never emits (``beam_search.banned_tokens``: no ``<unk>``), in the
 graph, without dropout; the gradient comes from a teacher-forced pass over the
 samples through the decoder's ``call`` (same weights, same probabilities as
 the steps that sampled them), so it works for every decoder of
-``model.decoders`` through their shared step interface.
+``model.networks.decoders`` through their shared step interface.
 
 The run starts from a cross-entropy model (``TrainingConfig.init_from``) with
 a small Adam rate by default (``config.SELF_CRITICAL_LEARNING_RATE``, 5e-5, as
@@ -30,8 +30,9 @@ starts at larger rates. Samples are drawn from
 import numpy as np
 import tensorflow as tf
 
-from img2txt.model import beam_search, input_pipeline
-from img2txt.model.train_step import Objective
+from img2txt.model.serving import beam_search
+from img2txt.model.training import input_pipeline
+from img2txt.model.training.train_step import Objective
 from img2txt.schemas import training_run, vocabulary
 
 # A banned id's logit: zero probability without the NaNs an infinity would put in the gradient.
@@ -42,7 +43,7 @@ def sample(model, features, num_samples, max_length, seed):
     """Draws ``num_samples`` captions per image from the model, in TensorFlow ops.
 
     Args:
-      model: a decoder with ``initial_state`` and ``step`` (``model.decoders``).
+      model: a decoder with ``initial_state`` and ``step`` (``model.networks.decoders``).
       features: ``[B, ...]``, as the model reads them.
       num_samples: captions per image (Python int >= 1).
       max_length: most words per caption; one that reaches it ends there, with END only if drawn next.

@@ -4,7 +4,7 @@ The Pillow decoder asks this module, not Pillow, whether an image is too
 large, so its verdict on a decompression bomb does not change with Pillow's
 release (Pillow 12 found a 20000×20000 WebP canvas corrupt, Pillow 13 a
 bomb of its own). It reads the same fields as the in-graph decoder's header
-reader (``model.graph_decoding``), plus TIFF's, which only Pillow decodes:
+reader (``model.serving.graph_decoding``), plus TIFF's, which only Pillow decodes:
 
 - JPEG (and MPO, the phone cameras' multi-picture JPEG): the first
   start-of-frame segment;

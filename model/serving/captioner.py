@@ -15,7 +15,9 @@ import typing
 import numpy as np
 import tensorflow as tf
 
-from img2txt.model import batching, decoders, export, storage
+from img2txt.model import batching, storage
+from img2txt.model.networks import decoders
+from img2txt.model.serving import export
 from img2txt.model.input_spec import DEFAULT_MAX_PIXELS, InputSpec
 from img2txt.schemas import captioner, manifest
 from img2txt.schemas import decoders as decoder_names
@@ -120,7 +122,7 @@ class Captioner:
 
         Args:
           pixels: uint8 ``[N, S, S, 3]``, the encoder's input crops
-            (``model.image_decoding``, with ``self.input_spec``).
+            (``model.serving.image_decoding``, with ``self.input_spec``).
           top_k: captions per image, at most the export's beam size; default all.
 
         Returns:

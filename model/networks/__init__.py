@@ -1,0 +1,1 @@
+"""The networks: the encoders (EfficientNet-Lite, ImageNet weights), the decoders and their table (``decoders``), and the parts they share (``caption_ops``)."""
