@@ -1,6 +1,6 @@
 """Show and Tell against soft attention on the demo's scenes: which decoder names every object right, at what cost.
 
-Generates the demo's scenes (``jobs/scenes.py``: one or two coloured shapes,
+Generates the demo's scenes (``pipelines/datasets/scenes.py``: one or two coloured shapes,
 six colour-shape pairs never in train or val), preprocesses them once per
 spatial map, then trains each decoder with the demo's budget
 (``jobs.demo.training_options``: Adam, batch 128, LSTM 256, 24 epochs; for
@@ -46,7 +46,8 @@ import numpy as np
 
 import measure
 from caption import link_photos, pipeline_seconds
-from img2txt.jobs import demo, scenes
+from img2txt.jobs import demo
+from img2txt.pipelines.datasets import scenes
 from img2txt.model import storage, training
 from img2txt.model.networks import encoders
 from img2txt.model.serving import image_decoding

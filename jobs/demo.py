@@ -2,7 +2,7 @@
 
 1. The encoder: the bundled sample photos (``jobs/samples/``) classified with
    the packaged ImageNet weights, offline.
-2. A caption dataset: generated scenes of coloured shapes (``jobs/scenes.py``)
+2. A caption dataset: generated scenes of coloured shapes (``pipelines/datasets/scenes.py``)
    with five captions each; a few colour-shape pairs are held out of training.
 3. ``preprocess`` on the local Beam runner: CNN features, vocabulary,
    TFRecords; for the attention decoder also the encoder's stride-16 maps.
@@ -24,11 +24,12 @@ import json
 import os
 import shutil
 
-from img2txt.jobs import classify, report, scenes
+from img2txt.jobs import classify, report
 from img2txt.model import training
 from img2txt.model.networks import decoders, encoders
 from img2txt.model.config import TrainingConfig
 from img2txt.pipelines import caption, evaluate, preprocess
+from img2txt.pipelines.datasets import scenes
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import evaluation, manifest
 

@@ -48,6 +48,9 @@ Rules shared by all formats:
 
 Counters in the 'datasets' namespace: 'images' and 'captions' count what is
 emitted in ``images``, 'errors' counts the error records.
+
+``scenes`` is the other way round: it writes a dataset, the demo's generated
+scenes, in the jsonl format.
 """
 import json
 import os

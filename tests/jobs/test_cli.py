@@ -10,8 +10,9 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from img2txt.jobs import cli, demo, scenes
+from img2txt.jobs import cli, demo
 from img2txt.model import evaluation as model_evaluation
+from img2txt.pipelines.datasets import scenes
 from img2txt.schemas import evaluation
 
 

@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from img2txt.jobs import cli, flickr8k as recipe, scenes
+from img2txt.jobs import cli, flickr8k as recipe
+from img2txt.pipelines.datasets import scenes
 from img2txt.schemas import evaluation, flickr8k, training_run
 
 

@@ -1,7 +1,7 @@
 """The demo's generated scenes: seeded, and a test split that measures colour binding."""
 import json
 
-from img2txt.jobs import scenes
+from img2txt.pipelines.datasets import scenes
 
 
 def read(path):
