@@ -48,7 +48,7 @@ test: $(INSTALLED) system-packages
 demo: $(INSTALLED)
 	$(BIN)/img2txt demo
 
-# The recommended captioner for real photos (attention), trained and measured on Flickr8k val (about an hour on 2 cores).
+# The recommended captioner for real photos (attention), trained and measured on Flickr8k val (80 minutes on 2 cores).
 # FLICKR8K: any folder with dataset_flickr8k.json and images/ (the original download works too); METEOR needs Java.
 FLICKR8K ?= ../shared/data/flickr8k
 flickr8k: $(INSTALLED) system-packages
