@@ -16,9 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 import measure
+from img2txt.model.networks.show_and_tell import ShowAndTell, ShowAndTellConfig
 from img2txt.model.serving.beam_search import beam_search
-from img2txt.model.config import ShowAndTellConfig
-from img2txt.model.networks.show_and_tell import ShowAndTell
 
 BATCH_SIZES = (1, 64)
 # Calls per sample: batch 1 takes milliseconds, too short for one timer reading to mean much.

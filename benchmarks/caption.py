@@ -37,10 +37,9 @@ import measure
 from decode import photo_jpeg
 from img2txt.model import storage
 from img2txt.model.networks import encoders
+from img2txt.model.networks.show_and_tell import ShowAndTell, ShowAndTellConfig
 from img2txt.model.serving import export, image_decoding
 from img2txt.model.serving.captioner import Captioner
-from img2txt.model.config import ShowAndTellConfig
-from img2txt.model.networks.show_and_tell import ShowAndTell
 from img2txt.pipelines import caption
 from img2txt.schemas import manifest, vocabulary
 

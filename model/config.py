@@ -1,9 +1,10 @@
 """Configuration of the caption models and of their training.
 
-Plain dataclasses, as im2txt's ``configuration.py``: one per model (what a
-checkpoint needs to be rebuilt and decoded: ``ShowAndTellConfig`` for Show and Tell,
-``AttentionConfig`` for the soft-attention decoder, sharing the fields both
-have) and one for training.
+Plain dataclasses, as im2txt's ``configuration.py``: ``DecoderConfig``, the
+fields every decoder has (what a checkpoint needs to be rebuilt and decoded),
+which each decoder's module extends with its own (``ShowAndTellConfig`` in
+``model.networks.show_and_tell``, ``AttentionConfig`` in
+``model.networks.attention``), and ``TrainingConfig``.
 Defaults are im2txt's where they apply. Each field's ``help`` documents it and
 is the text of its command-line flag (``jobs.flags``). Each round-trips
 through JSON with ``to_dict``/``from_dict`` so a run can save them next to its
@@ -35,7 +36,8 @@ EXPORT_BEST, EXPORT_LATEST = 'best', 'latest'
 EXPORT_CHECKPOINTS = (EXPORT_BEST, EXPORT_LATEST)
 
 
-def _field(default=dataclasses.MISSING, **metadata):
+def option(default=dataclasses.MISSING, **metadata):
+    """A config field; ``metadata`` holds its flag's ``help`` (and ``choices``, ``metavar``)."""
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -67,36 +69,37 @@ class _Dictable:
         return cls(**values)
 
 
-def _check(condition, message):
+def check(condition, message):
+    """Raises ValueError(message) unless ``condition``: how a config refuses a value."""
     if not condition:
         raise ValueError(message)
 
 
 @dataclasses.dataclass(frozen=True)
-class _DecoderConfig(_Dictable):
+class DecoderConfig(_Dictable):
     """The sizes and decoding options every caption decoder has, under one name each.
 
     Declared once, so that a field (and its command-line flag, ``jobs.flags``)
     means the same for either decoder.
     """
 
-    vocab_size: int = _field(help='number of token ids, reserved tokens included: the length of the vocabulary '
+    vocab_size: int = option(help='number of token ids, reserved tokens included: the length of the vocabulary '
                                   'file the training data was built with')
-    feature_dim: int = _field(help="length of the image feature vectors the encoder produces, one per image or "
+    feature_dim: int = option(help="length of the image feature vectors the encoder produces, one per image or "
                                    "(attention) one per grid cell: 1280 for EfficientNet-Lite0")
-    embedding_size: int = _field(512, help='size of the word embeddings fed to the LSTM (Show and Tell: and of '
+    embedding_size: int = option(512, help='size of the word embeddings fed to the LSTM (Show and Tell: and of '
                                            'the image embedding; attention: and of the deep output layer)')
-    lstm_units: int = _field(512, help='units in the LSTM: the size of its output and of each of its two states')
+    lstm_units: int = option(512, help='units in the LSTM: the size of its output and of each of its two states')
     # im2txt's name and meaning; the Keras dropout rate is 1 - this.
-    lstm_dropout_keep_prob: float = _field(0.7, help="probability of keeping a unit in the dropout on the LSTM's "
+    lstm_dropout_keep_prob: float = option(0.7, help="probability of keeping a unit in the dropout on the LSTM's "
                                                      'inputs and outputs during training; 1.0 disables dropout')
     # Biases start at zero (the LSTM's forget-gate bias at one).
-    initializer_scale: float = _field(0.08, help='every weight starts uniform in [-scale, scale]')
-    max_caption_length: int = _field(20, help='most words in a generated caption; one that reaches it without '
+    initializer_scale: float = option(0.08, help='every weight starts uniform in [-scale, scale]')
+    max_caption_length: int = option(20, help='most words in a generated caption; one that reaches it without '
                                               'the end token is kept as it is')
-    beam_size: int = _field(3, help='hypotheses beam search keeps per image; 1 is greedy decoding')
+    beam_size: int = option(3, help='hypotheses beam search keeps per image; 1 is greedy decoding')
     # 0.0 ranks by plain log-probability, as im2txt does.
-    length_normalization: float = _field(0.0, help='alpha of the GNMT length penalty ((5 + length) / 6) ** alpha '
+    length_normalization: float = option(0.0, help='alpha of the GNMT length penalty ((5 + length) / 6) ** alpha '
                                                    'that beam search divides log-probabilities by when ranking '
                                                    'finished captions; larger values favour longer captions')
 
@@ -104,143 +107,101 @@ class _DecoderConfig(_Dictable):
         for name in ('vocab_size', 'feature_dim', 'embedding_size', 'lstm_units',
                      'max_caption_length', 'beam_size'):
             value = getattr(self, name)
-            _check(isinstance(value, int) and value > 0, f'{name} must be a positive integer, got {value!r}')
-        _check(0.0 < self.lstm_dropout_keep_prob <= 1.0,
+            check(isinstance(value, int) and value > 0, f'{name} must be a positive integer, got {value!r}')
+        check(0.0 < self.lstm_dropout_keep_prob <= 1.0,
                f'lstm_dropout_keep_prob must be in (0, 1], got {self.lstm_dropout_keep_prob}')
-        _check(self.initializer_scale > 0, f'initializer_scale must be positive, got {self.initializer_scale}')
-        _check(self.length_normalization >= 0,
+        check(self.initializer_scale > 0, f'initializer_scale must be positive, got {self.initializer_scale}')
+        check(self.length_normalization >= 0,
                f'length_normalization must be >= 0, got {self.length_normalization}')
-
-
-@dataclasses.dataclass(frozen=True)
-class ShowAndTellConfig(_DecoderConfig):
-    """Sizes and decoding options of the Show-and-Tell model (``model.networks.show_and_tell``)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class AttentionConfig(_DecoderConfig):
-    """Sizes and options of the soft-attention decoder (``model.networks.attention``).
-
-    The options of Show, Attend and Tell (Xu et al. 2015), its gate and its
-    doubly stochastic penalty with lambda 1, are on by default.
-    """
-
-    attention_units: int = _field(512, help='size of the hidden layer of the additive attention that scores each '
-                                            'grid cell against the LSTM state')
-    # Lite0's last feature map at 224x224 input is 7x7.
-    grid_cells: int = _field(49, help="number of grid cells (height x width of the encoder's feature map) each "
-                                      'image has a feature vector for')
-    gate: bool = _field(True, help='scale the attended context by a gate sigmoid(w . h) learned from the LSTM '
-                                   'state, as the paper does')
-    # The paper's decoder injects the context into the LSTM. Without it the
-    # LSTM reads only words: a language model that decides where to look,
-    # while what it sees reaches the next word through the output layer alone
-    # (the "merge" architecture of Tanti et al., 2018).
-    inject_context: bool = _field(True, help='feed the attended context to the LSTM as well as to the output layer, '
-                                             'as the paper does; --no-inject-context: to the output layer only, so '
-                                             'the LSTM reads only the words and chooses where to look')
-    doubly_stochastic_weight: float = _field(1.0, help='lambda of the doubly stochastic attention penalty '
-                                                       'lambda * sum over cells of (1 - attention summed over '
-                                                       'the caption) ** 2, added to the loss; 0 disables it')
-
-    def __post_init__(self):
-        super().__post_init__()
-        for name in ('attention_units', 'grid_cells'):
-            value = getattr(self, name)
-            _check(isinstance(value, int) and value > 0, f'{name} must be a positive integer, got {value!r}')
-        _check(isinstance(self.gate, bool), f'gate must be a bool, got {self.gate!r}')
-        _check(isinstance(self.inject_context, bool), f'inject_context must be a bool, got {self.inject_context!r}')
-        _check(self.doubly_stochastic_weight >= 0,
-               f'doubly_stochastic_weight must be >= 0, got {self.doubly_stochastic_weight}')
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig(_Dictable):
     """Options of the training job."""
 
-    batch_size: int = _field(32, help='captions (one image-caption pair each) per training step, over all replicas; '
+    batch_size: int = option(32, help='captions (one image-caption pair each) per training step, over all replicas; '
                                       'self-critical: images (each sampled --self-critical-samples times)')
-    objective: str = _field(CROSS_ENTROPY, choices=OBJECTIVES,
+    objective: str = option(CROSS_ENTROPY, choices=OBJECTIVES,
                             help="'cross_entropy' (teacher forcing on the human captions) or 'self_critical' "
                                  '(raise the CIDEr-D of sampled captions against the train references; '
                                  'starts from --init-from, a cross-entropy model, with --optimizer adam)')
-    init_from: Optional[str] = _field(None, help='start from the weights of this model dir (its best checkpoint by '
+    init_from: Optional[str] = option(None, help='start from the weights of this model dir (its best checkpoint by '
                                                  'val CIDEr-D, else its latest) when --model-dir has no checkpoint '
                                                  'yet; same decoder, sizes and encoder')
-    self_critical_samples: int = _field(5, help='self-critical: captions sampled per image; each is scored against '
+    self_critical_samples: int = option(5, help='self-critical: captions sampled per image; each is scored against '
                                                 'the mean reward of the others (at least 2)')
-    optimizer: str = _field('sgd', choices=OPTIMIZERS,
+    optimizer: str = option('sgd', choices=OPTIMIZERS,
                             help="'sgd' (im2txt: plain SGD with a staircase-decayed rate) or 'adam'")
-    learning_rate: Optional[float] = _field(None, help="initial learning rate; none: the optimizer's default, "
+    learning_rate: Optional[float] = option(None, help="initial learning rate; none: the optimizer's default, "
                                                        '2.0 for sgd (im2txt) and 1e-3 for adam; self-critical: '
                                                        f'{SELF_CRITICAL_LEARNING_RATE:g}')
-    learning_rate_decay_factor: float = _field(0.5, help='sgd only: multiply the learning rate by this every '
+    learning_rate_decay_factor: float = option(0.5, help='sgd only: multiply the learning rate by this every '
                                                          '--num-epochs-per-decay epochs (staircase, as im2txt)')
-    num_epochs_per_decay: float = _field(8.0, help='sgd only: epochs between two learning-rate decays')
-    clip_gradients: float = _field(5.0, help='clip the gradient to this global norm before applying it; 0 disables')
-    num_epochs: int = _field(20, help='passes over the training data')
-    max_steps: Optional[int] = _field(None, help='stop after this many steps even if --num-epochs are not done; '
+    num_epochs_per_decay: float = option(8.0, help='sgd only: epochs between two learning-rate decays')
+    clip_gradients: float = option(5.0, help='clip the gradient to this global norm before applying it; 0 disables')
+    num_epochs: int = option(20, help='passes over the training data')
+    max_steps: Optional[int] = option(None, help='stop after this many steps even if --num-epochs are not done; '
                                                'none: no limit')
     # 'all' is im2txt's (an epoch is a pass over every caption); 'one' makes
     # epochs shorter and visits each caption of an image once every N epochs
     # (N its number of captions), in an order that changes from cycle to cycle.
-    captions_per_image: str = _field('all', choices=CAPTIONS_PER_IMAGE,
+    captions_per_image: str = option('all', choices=CAPTIONS_PER_IMAGE,
                                      help="training examples per image and epoch: 'all' its captions, or 'one' "
                                           'of them, a different one each epoch')
     # Large enough to mix the captions of many images; a window is held in
     # memory, about 5 kB per example with 1280-d features, 250 kB with the
     # attention decoder's 7x7x1280 maps (1 GB at 4096).
-    shuffle_window_size: int = _field(4096, help='training examples are shuffled within windows of this many')
-    checkpoint_every_steps: int = _field(1000, help='save a checkpoint every this many steps (and at the end, or '
+    shuffle_window_size: int = option(4096, help='training examples are shuffled within windows of this many')
+    checkpoint_every_steps: int = option(1000, help='save a checkpoint every this many steps (and at the end, or '
                                                     'when the job is interrupted)')
-    keep_checkpoints: int = _field(5, help='most recent checkpoints to keep')
-    validation_every_steps: int = _field(1000, help="compute the loss on the 'val' split every this many steps "
+    keep_checkpoints: int = option(5, help='most recent checkpoints to keep')
+    validation_every_steps: int = option(1000, help="compute the loss on the 'val' split every this many steps "
                                                     '(and at the end); 0: only at the end')
-    log_every_steps: int = _field(100, help='report progress and write TensorBoard scalars every this many steps')
+    log_every_steps: int = option(100, help='report progress and write TensorBoard scalars every this many steps')
     # Loss does not say which checkpoint captions best: caption quality does.
-    caption_validation_every_steps: int = _field(
+    caption_validation_every_steps: int = option(
         0, help="every this many steps (and at the end), caption the 'val' split with beam search and score it "
                 '(CIDEr-D, BLEU-4, METEOR where Java is present; TensorBoard and the log show them); the checkpoint '
                 'with the best CIDEr-D is kept in best/. 0: never')
-    caption_validation_images: Optional[int] = _field(
+    caption_validation_images: Optional[int] = option(
         None, help="caption validation captions only the first this many 'val' images; none: all of them")
-    export_checkpoint: str = _field(
+    export_checkpoint: str = option(
         EXPORT_BEST, choices=EXPORT_CHECKPOINTS,
         help="export the checkpoint with the best val CIDEr-D ('best', when caption validation ran) or the "
              "'latest'")
-    seed: int = _field(0, help='seed of weight initialisation, dropout and data order')
+    seed: int = option(0, help='seed of weight initialisation, dropout and data order')
 
     def __post_init__(self):
-        _check(self.optimizer in OPTIMIZERS, f'optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}')
-        _check(self.captions_per_image in CAPTIONS_PER_IMAGE,
+        check(self.optimizer in OPTIMIZERS, f'optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}')
+        check(self.captions_per_image in CAPTIONS_PER_IMAGE,
                f'captions_per_image must be one of {list(CAPTIONS_PER_IMAGE)}, got {self.captions_per_image!r}')
         for name in ('batch_size', 'num_epochs', 'checkpoint_every_steps', 'keep_checkpoints',
                      'shuffle_window_size', 'log_every_steps'):
             value = getattr(self, name)
-            _check(isinstance(value, int) and value > 0, f'{name} must be a positive integer, got {value!r}')
+            check(isinstance(value, int) and value > 0, f'{name} must be a positive integer, got {value!r}')
         for name in ('validation_every_steps', 'caption_validation_every_steps'):
             value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 0, f'{name} must be an integer >= 0, got {value!r}')
-        _check(self.caption_validation_images is None or (
+            check(isinstance(value, int) and value >= 0, f'{name} must be an integer >= 0, got {value!r}')
+        check(self.caption_validation_images is None or (
             isinstance(self.caption_validation_images, int) and self.caption_validation_images > 0),
             f'caption_validation_images must be a positive integer or None, got {self.caption_validation_images!r}')
-        _check(self.export_checkpoint in EXPORT_CHECKPOINTS,
+        check(self.export_checkpoint in EXPORT_CHECKPOINTS,
                f'export_checkpoint must be one of {list(EXPORT_CHECKPOINTS)}, got {self.export_checkpoint!r}')
-        _check(self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps > 0),
+        check(self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps > 0),
                f'max_steps must be a positive integer or None, got {self.max_steps!r}')
-        _check(self.learning_rate is None or self.learning_rate > 0,
+        check(self.learning_rate is None or self.learning_rate > 0,
                f'learning_rate must be positive or None, got {self.learning_rate}')
-        _check(0.0 < self.learning_rate_decay_factor <= 1.0,
+        check(0.0 < self.learning_rate_decay_factor <= 1.0,
                f'learning_rate_decay_factor must be in (0, 1], got {self.learning_rate_decay_factor}')
-        _check(self.num_epochs_per_decay > 0, f'num_epochs_per_decay must be positive, got {self.num_epochs_per_decay}')
-        _check(self.clip_gradients >= 0, f'clip_gradients must be >= 0, got {self.clip_gradients}')
-        _check(self.objective in OBJECTIVES, f'objective must be one of {list(OBJECTIVES)}, got {self.objective!r}')
-        _check(isinstance(self.self_critical_samples, int) and self.self_critical_samples >= 2,
+        check(self.num_epochs_per_decay > 0, f'num_epochs_per_decay must be positive, got {self.num_epochs_per_decay}')
+        check(self.clip_gradients >= 0, f'clip_gradients must be >= 0, got {self.clip_gradients}')
+        check(self.objective in OBJECTIVES, f'objective must be one of {list(OBJECTIVES)}, got {self.objective!r}')
+        check(isinstance(self.self_critical_samples, int) and self.self_critical_samples >= 2,
                f'self_critical_samples must be an integer >= 2, got {self.self_critical_samples!r}')
         if self.objective == SELF_CRITICAL:
-            _check(self.init_from is not None, 'self-critical training starts from a cross-entropy model: give '
+            check(self.init_from is not None, 'self-critical training starts from a cross-entropy model: give '
                                                '--init-from MODEL_DIR')
-            _check(self.optimizer == 'adam', "self-critical training runs with --optimizer adam (SGD at im2txt's "
+            check(self.optimizer == 'adam', "self-critical training runs with --optimizer adam (SGD at im2txt's "
                                              'rates undoes the cross-entropy model in a few steps)')
 
     @property

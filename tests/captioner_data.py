@@ -16,9 +16,10 @@ import tensorflow as tf
 from PIL import Image
 
 from img2txt.model.networks import decoders, encoders
-from img2txt.model.serving import export, image_decoding
+from img2txt.model.networks.attention import AttentionConfig
 from img2txt.model.networks.caption_ops import masked_loss, split_caption_ids
-from img2txt.model.config import AttentionConfig, ShowAndTellConfig
+from img2txt.model.networks.show_and_tell import ShowAndTellConfig
+from img2txt.model.serving import export, image_decoding
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import vocabulary
 

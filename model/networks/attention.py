@@ -36,13 +36,52 @@ caption, not from the search's state. Captions and their split into inputs
 and targets are every decoder's (``caption_ops.split_caption_ids``); the
 loss is ``caption_ops.masked_loss_sum`` plus ``doubly_stochastic_loss_sum``.
 """
+import dataclasses
 import functools
 
 import keras
 import tensorflow as tf
 
+from img2txt.model.config import DecoderConfig, check, option
 from img2txt.model.networks.caption_ops import uniform_initializer
 from img2txt.schemas import vocabulary
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionConfig(DecoderConfig):
+    """Sizes and options of the soft-attention decoder.
+
+    The options of Show, Attend and Tell (Xu et al. 2015), its gate and its
+    doubly stochastic penalty with lambda 1, are on by default.
+    """
+
+    attention_units: int = option(512, help='size of the hidden layer of the additive attention that scores each '
+                                            'grid cell against the LSTM state')
+    # Lite0's last feature map at 224x224 input is 7x7.
+    grid_cells: int = option(49, help="number of grid cells (height x width of the encoder's feature map) each "
+                                      'image has a feature vector for')
+    gate: bool = option(True, help='scale the attended context by a gate sigmoid(w . h) learned from the LSTM '
+                                   'state, as the paper does')
+    # The paper's decoder injects the context into the LSTM. Without it the
+    # LSTM reads only words: a language model that decides where to look,
+    # while what it sees reaches the next word through the output layer alone
+    # (the "merge" architecture of Tanti et al., 2018).
+    inject_context: bool = option(True, help='feed the attended context to the LSTM as well as to the output layer, '
+                                             'as the paper does; --no-inject-context: to the output layer only, so '
+                                             'the LSTM reads only the words and chooses where to look')
+    doubly_stochastic_weight: float = option(1.0, help='lambda of the doubly stochastic attention penalty '
+                                                       'lambda * sum over cells of (1 - attention summed over '
+                                                       'the caption) ** 2, added to the loss; 0 disables it')
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ('attention_units', 'grid_cells'):
+            value = getattr(self, name)
+            check(isinstance(value, int) and value > 0, f'{name} must be a positive integer, got {value!r}')
+        check(isinstance(self.gate, bool), f'gate must be a bool, got {self.gate!r}')
+        check(isinstance(self.inject_context, bool), f'inject_context must be a bool, got {self.inject_context!r}')
+        check(self.doubly_stochastic_weight >= 0,
+               f'doubly_stochastic_weight must be >= 0, got {self.doubly_stochastic_weight}')
 
 
 class ShowAttendAndTell(keras.Model):

@@ -27,9 +27,8 @@ from typing import Callable
 
 import tensorflow as tf
 
-from img2txt.model.networks.attention import ShowAttendAndTell
-from img2txt.model.config import AttentionConfig, ShowAndTellConfig
-from img2txt.model.networks.show_and_tell import ShowAndTell
+from img2txt.model.networks.attention import AttentionConfig, ShowAttendAndTell
+from img2txt.model.networks.show_and_tell import ShowAndTell, ShowAndTellConfig
 from img2txt.schemas import decoders as names
 
 # The config fields every decoder's weights depend on.

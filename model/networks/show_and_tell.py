@@ -17,12 +17,19 @@ Captions are id sequences ``[START, w1 .. wn, END, PAD ...]``: the model reads
 ``[START, w1 .. wn]`` and is trained to predict ``[w1 .. wn, END]``
 (``caption_ops.split_caption_ids``).
 """
+import dataclasses
 import functools
 
 import keras
 import tensorflow as tf
 
+from img2txt.model.config import DecoderConfig
 from img2txt.model.networks.caption_ops import uniform_initializer
+
+
+@dataclasses.dataclass(frozen=True)
+class ShowAndTellConfig(DecoderConfig):
+    """Sizes and decoding options of the Show-and-Tell model."""
 
 
 class ShowAndTell(keras.Model):

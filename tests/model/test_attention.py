@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from img2txt.model.serving import beam_search
-from img2txt.model.networks.attention import ShowAttendAndTell
-from img2txt.model.config import AttentionConfig, ShowAndTellConfig, TrainingConfig
+from img2txt.model.config import TrainingConfig
+from img2txt.model.networks.attention import AttentionConfig, ShowAttendAndTell
 from img2txt.model.networks.caption_ops import masked_loss_sum, split_caption_ids
+from img2txt.model.networks.show_and_tell import ShowAndTellConfig
+from img2txt.model.serving import beam_search
 from img2txt.model.training import build_optimizer
 from img2txt.schemas.vocabulary import END_ID, PAD_ID, START_ID
 from training_data import distinct_captions

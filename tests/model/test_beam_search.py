@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from img2txt.model.networks.show_and_tell import ShowAndTell, ShowAndTellConfig
 from img2txt.model.serving.beam_search import beam_search, blockwise_top_k, length_penalty, texts
-from img2txt.model.config import ShowAndTellConfig
-from img2txt.model.networks.show_and_tell import ShowAndTell
 from img2txt.schemas.vocabulary import END_ID, PAD_ID, RESERVED_TOKENS, START_ID, UNK_ID
 
 FEATURE_DIM = 5

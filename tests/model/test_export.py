@@ -11,13 +11,12 @@ import tensorflow as tf
 from PIL import Image
 
 from captioner_data import CAPTIONS, encoded, photo, png_declaring, train_captioner
+from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
 from img2txt.model.networks import encoders
+from img2txt.model.networks.show_and_tell import ShowAndTell, ShowAndTellConfig
 from img2txt.model.serving import export, image_decoding
 from img2txt.model.serving.beam_search import beam_search, texts
 from img2txt.model.serving.captioner import Captioner
-from img2txt.model.config import ShowAndTellConfig
-from img2txt.model.input_spec import DEFAULT_MAX_PIXELS
-from img2txt.model.networks.show_and_tell import ShowAndTell
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import captioner, manifest, vocabulary
 

@@ -9,10 +9,11 @@ import tensorflow as tf
 
 from captioner_data import CAPTIONS, image_features, photos_jpeg, train_captioner
 from img2txt.model.networks import encoders
+from img2txt.model.networks.attention import AttentionConfig
+from img2txt.model.networks.show_and_tell import ShowAndTellConfig
 from img2txt.model.serving import export, image_decoding
 from img2txt.model.serving.beam_search import beam_search, texts
 from img2txt.model.serving.captioner import Captioner
-from img2txt.model.config import AttentionConfig, ShowAndTellConfig
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import captioner
 from test_export import caption, caption_without_img2txt

@@ -10,10 +10,10 @@ import tensorflow as tf
 from img2txt.jobs import report
 from img2txt.jobs.report.sections import training_section
 from img2txt.model import training
+from img2txt.model.config import TrainingConfig
 from img2txt.model.networks import decoders
+from img2txt.model.networks.show_and_tell import ShowAndTell, ShowAndTellConfig
 from img2txt.model.training import checkpoints, cider, input_pipeline, self_critical
-from img2txt.model.config import ShowAndTellConfig, TrainingConfig
-from img2txt.model.networks.show_and_tell import ShowAndTell
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import evaluation, training_run
 from img2txt.schemas.vocabulary import END_ID, NUM_RESERVED, PAD_ID, START_ID, UNK_ID

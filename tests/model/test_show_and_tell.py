@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from img2txt.model.serving import beam_search
-from img2txt.model.config import ShowAndTellConfig, TrainingConfig
+from img2txt.model.config import TrainingConfig
 from img2txt.model.networks.caption_ops import masked_loss, split_caption_ids
-from img2txt.model.networks.show_and_tell import ShowAndTell
+from img2txt.model.networks.show_and_tell import ShowAndTell, ShowAndTellConfig
+from img2txt.model.serving import beam_search
 from img2txt.model.training import build_optimizer
 from img2txt.schemas.vocabulary import END_ID, PAD_ID, START_ID
 from training_data import distinct_captions

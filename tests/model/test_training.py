@@ -13,12 +13,12 @@ import pytest
 import tensorflow as tf
 
 from img2txt.model import evaluation as model_evaluation, training
+from img2txt.model.config import TrainingConfig
 from img2txt.model.networks import decoders
+from img2txt.model.networks.attention import AttentionConfig, ShowAttendAndTell
+from img2txt.model.networks.caption_ops import masked_loss_sum
 from img2txt.model.serving import beam_search
 from img2txt.model.training import caption_validation, checkpoints, distribution, input_pipeline
-from img2txt.model.networks.attention import ShowAttendAndTell
-from img2txt.model.config import AttentionConfig, TrainingConfig
-from img2txt.model.networks.caption_ops import masked_loss_sum
 from img2txt.schemas import decoders as decoder_names
 from img2txt.schemas import evaluation, manifest, training_run
 from training_data import random_images, write_training_data
